@@ -1,0 +1,93 @@
+"""devin_async: an async-first Python SDK for the Devin sessions API.
+
+    async with DevinClient() as client:
+        session = await client.sessions.create("Fix the flaky test in tests/test_api.py")
+        done = await client.sessions.wait(session.session_id)
+
+See README.md; `devin_async.testing.FakeDevinServer` is a local Devin for tests and demos.
+"""
+
+from ._client import ClientClosedError, DevinClient
+from ._config import PollPolicy, RetryPolicy, Timeouts
+from ._enums import SessionStatus, StatusDetail
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    CreateUnconfirmedError,
+    DevinError,
+    InternalServerError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    UnprocessableEntityError,
+    WaitTimeoutError,
+)
+from ._instrument import RequestEvent, ResponseEvent, RetryEvent
+from ._lifecycle import Phase
+from ._models import (
+    Attachment,
+    BatchResult,
+    CreateSessionRequest,
+    Message,
+    Page,
+    PullRequest,
+    Session,
+    SessionEvent,
+)
+from ._sessions import Paginator, Sessions
+from ._version import __version__
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "Attachment",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchResult",
+    "ClientClosedError",
+    "ConflictError",
+    "CreateSessionRequest",
+    "CreateUnconfirmedError",
+    "DevinClient",
+    "DevinError",
+    "InternalServerError",
+    "MalformedResponseError",
+    "Message",
+    "NotFoundError",
+    "Page",
+    "Paginator",
+    "PermissionDeniedError",
+    "Phase",
+    "PollPolicy",
+    "PullRequest",
+    "RateLimitError",
+    "RequestEvent",
+    "ResponseEvent",
+    "RetryEvent",
+    "RetryPolicy",
+    "Session",
+    "SessionEvent",
+    "SessionStatus",
+    "Sessions",
+    "StatusDetail",
+    "Timeouts",
+    "UnprocessableEntityError",
+    "WaitTimeoutError",
+    "Watcher",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> object:
+    # Watcher lives with the polling code; imported on first use to keep `import` light.
+    if name == "Watcher":
+        from ._watcher import Watcher
+
+        return Watcher
+    raise AttributeError(f"module 'devin_async' has no attribute {name!r}")

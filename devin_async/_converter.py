@@ -1,0 +1,125 @@
+"""The one cattrs converter: every hook registered in one visible block.
+
+Why strict primitive hooks: cattrs' defaults coerce (`str(5)`, `list("abc")`), which would turn a
+wrong-typed response into plausible nonsense. Here a wrong type is an error, which the protocol
+layer turns into MalformedResponseError. Structuring functions are generated once per class, when
+the converter is built, not per call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cattrs
+
+from ._enums import OpenStrEnum, SessionStatus, StatusDetail
+from ._models import Attachment, Message, Page, PullRequest, Session
+
+__all__ = ["CONVERTER", "make_converter"]
+
+
+def _str(value: Any, _type: Any) -> str:
+    if type(value) is str:
+        return value
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def _int(value: Any, _type: Any) -> int:
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    raise TypeError(f"expected an integer, got {type(value).__name__}")
+
+
+def _float(value: Any, _type: Any) -> float:
+    if type(value) is float or type(value) is int:
+        return float(value)
+    raise TypeError(f"expected a number, got {type(value).__name__}")
+
+
+def _bool(value: Any, _type: Any) -> bool:
+    if type(value) is bool:
+        return value
+    raise TypeError(f"expected a boolean, got {type(value).__name__}")
+
+
+def _str_list(value: Any, _type: Any) -> list[str]:
+    if type(value) is not list:
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    for item in value:
+        if type(item) is not str:
+            raise TypeError(f"expected a list of strings, found {type(item).__name__}")
+    return list(value)
+
+
+def _json_object(value: Any, _type: Any) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    return value
+
+
+def _open_enum(value: Any, type_: type[OpenStrEnum]) -> OpenStrEnum:
+    if type(value) is not str:
+        raise TypeError(f"expected a string for {type_.__name__}, got {type(value).__name__}")
+    return type_(value)
+
+
+def _list_of(item_type: type[Any]) -> Any:
+    def structure(value: Any, _type: Any) -> list[Any]:
+        if type(value) is not list:
+            raise TypeError(f"expected a list, got {type(value).__name__}")
+        hook = CONVERTER_HOOKS[item_type]
+        return [hook(v, item_type) for v in value]
+
+    return structure
+
+
+CONVERTER_HOOKS: dict[type[Any], Any] = {}
+
+
+def make_converter() -> cattrs.Converter:
+    """Build the SDK's converter (no global state is changed)."""
+    conv = cattrs.Converter(detailed_validation=False, forbid_extra_keys=False)
+    conv.register_structure_hook(str, _str)
+    conv.register_structure_hook(int, _int)
+    conv.register_structure_hook(float, _float)
+    conv.register_structure_hook(bool, _bool)
+    conv.register_structure_hook_func(lambda t: t == list[str], _str_list)
+    conv.register_structure_hook_func(lambda t: t == dict[str, Any], _json_object)
+    conv.register_structure_hook(SessionStatus, _open_enum)
+    conv.register_structure_hook(StatusDetail, _open_enum)
+    for cls in (PullRequest, Session, Message, Attachment):
+        hook = conv.get_structure_hook(cls)
+        CONVERTER_HOOKS[cls] = hook
+        list_type = list[cls]  # type: ignore[valid-type]
+        conv.register_structure_hook_func(lambda t, lt=list_type: t == lt, _list_of(cls))
+    return conv
+
+
+CONVERTER = make_converter()
+
+
+def structure_page(data: Any, item_type: type[Any]) -> Page[Any]:
+    """Structure a `{items, end_cursor, has_next_page, total}` page."""
+    if type(data) is not dict:
+        raise TypeError(f"expected a page object, got {type(data).__name__}")
+    items = data.get("items")
+    hook = CONVERTER_HOOKS[item_type]
+    if type(items) is not list:
+        raise TypeError("expected `items` to be a list")
+    cursor = data.get("end_cursor")
+    if cursor is not None and type(cursor) is not str:
+        raise TypeError("expected `end_cursor` to be a string or null")
+    has_next = data.get("has_next_page", False)
+    if type(has_next) is not bool:
+        raise TypeError("expected `has_next_page` to be a boolean")
+    total = data.get("total")
+    if total is not None and type(total) is not int:
+        raise TypeError("expected `total` to be an integer or null")
+    return Page(
+        items=[hook(item, item_type) for item in items],
+        end_cursor=cursor,
+        has_next_page=has_next,
+        total=total,
+    )

@@ -1,0 +1,265 @@
+"""Typed models of the sessions API: frozen, slotted attrs classes.
+
+Field names are the API's own. Responses are turned into these by the one converter of
+`_converter.make_converter()`; unknown response fields are ignored there, unknown enum values kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from . import _lifecycle
+from ._enums import SessionStatus, StatusDetail
+
+__all__ = [
+    "ADVANCED_MODES",
+    "MAX_TAGS",
+    "TOKEN_TAG_PREFIX",
+    "Attachment",
+    "BatchResult",
+    "CreateSessionRequest",
+    "Message",
+    "Page",
+    "PullRequest",
+    "Session",
+    "SessionEvent",
+]
+
+T = TypeVar("T")
+
+MAX_TAGS = 50
+#: The tag prefix of the client token that guards a create against duplicates (see _create).
+TOKEN_TAG_PREFIX = "devin-async-token:"
+ADVANCED_MODES = frozenset({"analyze", "create", "improve", "batch", "manage"})
+
+
+@attrs.frozen
+class PullRequest:
+    """A pull request Devin opened."""
+
+    pr_url: str
+    pr_state: str | None = None
+
+
+@attrs.frozen
+class Session:
+    """A Devin session as the API returns it. Timestamps are Unix seconds, as sent."""
+
+    session_id: str
+    status: SessionStatus
+    url: str
+    org_id: str
+    created_at: int
+    updated_at: int
+    tags: list[str] = attrs.field(factory=list)
+    acus_consumed: float = 0.0
+    pull_requests: list[PullRequest] = attrs.field(factory=list)
+    status_detail: StatusDetail | None = None
+    title: str | None = None
+    user_id: str | None = None
+    service_user_id: str | None = None
+    playbook_id: str | None = None
+    parent_session_id: str | None = None
+    child_session_ids: list[str] | None = None
+    is_archived: bool = False
+    is_advanced: bool = False
+    structured_output: dict[str, Any] | None = None
+    origin: str | None = None
+    category: str | None = None
+    subcategory: str | None = None
+    #: The duplicate guard's token, taken out of `tags` (see `sessions.create`).
+    client_token: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        """Return whether the session ended: status `exit` or `error`."""
+        return _lifecycle.is_terminal(self.status)
+
+    @property
+    def is_settled(self) -> bool:
+        """Return whether nothing more happens without the user.
+
+        Terminal, `suspended`, or `running` with `status_detail` finished / waiting_for_user /
+        waiting_for_approval.
+        """
+        return _lifecycle.is_settled(self.status, self.status_detail)
+
+    @property
+    def phase(self) -> _lifecycle.Phase:
+        """Return the lifecycle phase (starting, active, settled, terminal)."""
+        return _lifecycle.phase_of(self.status, self.status_detail)
+
+    @property
+    def state(self) -> tuple[str, str | None]:
+        """Return `(status, status_detail)`, the pair whose changes polling reports."""
+        return (self.status, self.status_detail)
+
+
+@attrs.frozen
+class Message:
+    """One message of a session's conversation (`source` is `devin` or `user`)."""
+
+    event_id: str
+    created_at: int
+    message: str
+    source: str
+
+
+@attrs.frozen
+class Attachment:
+    """A file attached to a session."""
+
+    attachment_id: str
+    name: str
+    source: str
+    url: str
+    content_type: str | None = None
+
+
+@attrs.frozen
+class Page(Generic[T]):
+    """One page of a cursor-paginated listing."""
+
+    items: list[T]
+    end_cursor: str | None = None
+    has_next_page: bool = False
+    total: int | None = None
+
+
+def _check_str_list(name: str, value: object) -> list[str]:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | set | frozenset):
+        raise ValueError(f"{name} must be a list of strings, got {type(value).__name__}")
+    items = list(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"{name} must be a list of strings, found {type(item).__name__}")
+    return items
+
+
+_LIST_FIELDS = ("knowledge_ids", "repos", "secret_ids", "session_links", "tags")
+_STR_FIELDS = ("child_playbook_id", "create_as_user_id", "playbook_id", "title")
+
+
+@attrs.frozen(kw_only=True)
+class CreateSessionRequest:
+    """The body of a create; only the fields given are sent.
+
+    `extra` passes newer body fields (e.g. `devin_mode`, `structured_output_schema`) through
+    unchanged. Call `validate()` (create does) to check the documented rules before sending.
+    """
+
+    prompt: str = attrs.field(kw_only=False)
+    advanced_mode: str | None = None
+    bypass_approval: bool | None = None
+    child_playbook_id: str | None = None
+    create_as_user_id: str | None = None
+    knowledge_ids: list[str] | None = None
+    max_acu_limit: int | None = None
+    playbook_id: str | None = None
+    repos: list[str] | None = None
+    secret_ids: list[str] | None = None
+    session_links: list[str] | None = None
+    tags: list[str] | None = None
+    title: str | None = None
+    extra: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CreateSessionRequest:
+        """Build a request from a dict of body fields; unknown keys go to `extra`."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a create request must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in attrs.fields(cls)} - {"extra"}
+        fields = {k: v for k, v in data.items() if k in known}
+        extra = {k: v for k, v in data.items() if k not in known and k != "extra"}
+        extra.update(data.get("extra") or {})
+        if "prompt" not in fields:
+            raise ValueError("prompt is required")
+        return cls(**fields, extra=extra)
+
+    def validate(self) -> None:
+        """Check the documented rules; raise ValueError naming the field at fault."""
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise ValueError("prompt must be a non-empty string")
+        mode = self.advanced_mode
+        if mode is not None:
+            if mode not in ADVANCED_MODES:
+                raise ValueError(
+                    f"advanced_mode must be one of {sorted(ADVANCED_MODES)}, got {mode!r}"
+                )
+            if mode == "analyze" and not self.session_links:
+                raise ValueError("session_links is required when advanced_mode is 'analyze'")
+            if mode in ("improve", "batch") and not self.child_playbook_id:
+                raise ValueError(f"child_playbook_id is required when advanced_mode is {mode!r}")
+        limit = self.max_acu_limit
+        if limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0
+        ):
+            raise ValueError(f"max_acu_limit must be a positive int, got {limit!r}")
+        if self.bypass_approval is not None and not isinstance(self.bypass_approval, bool):
+            raise ValueError("bypass_approval must be a bool")
+        for name in _STR_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} must be a string, got {type(value).__name__}")
+        for name in _LIST_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                _check_str_list(name, value)
+        if self.tags is not None and len(self.tags) > MAX_TAGS:
+            raise ValueError(f"tags must hold at most {MAX_TAGS} tags, got {len(self.tags)}")
+        if not isinstance(self.extra, Mapping):
+            raise ValueError("extra must be a mapping of body fields")
+        clash = sorted(k for k in self.extra if k in _BODY_FIELDS)
+        if clash:
+            raise ValueError(f"extra repeats named fields: {', '.join(clash)}")
+
+    def to_body(self) -> dict[str, Any]:
+        """Return the JSON body: given fields only, never a null, then `extra`."""
+        body: dict[str, Any] = {}
+        for name in _BODY_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            body[name] = list(value) if name in _LIST_FIELDS else value
+        for key, value in self.extra.items():
+            if value is not None:
+                body[key] = value
+        return body
+
+    def with_tags(self, tags: list[str]) -> CreateSessionRequest:
+        """Return a copy with `tags` replaced."""
+        return attrs.evolve(self, tags=tags)
+
+
+_BODY_FIELDS = tuple(f.name for f in attrs.fields(CreateSessionRequest) if f.name != "extra")
+
+
+@attrs.frozen
+class BatchResult:
+    """The outcome of one request of `create_many`: `session` or `error` is set, never both."""
+
+    index: int
+    request: CreateSessionRequest | Mapping[str, Any]
+    session: Session | None = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Return whether the session was created."""
+        return self.error is None and self.session is not None
+
+
+@attrs.frozen
+class SessionEvent:
+    """A change seen by a watcher; `previous` is None the first time a session is seen.
+
+    `gone` is True when the session vanished (404, or absent from the listing); `session` then is
+    the last state seen.
+    """
+
+    session: Session
+    previous: Session | None = None
+    gone: bool = False

@@ -1,0 +1,397 @@
+"""The sans-I/O protocol: requests built as data, responses decoded from (status, headers, body).
+
+Nothing here imports aiohttp or does I/O, so every rule is tested without a socket. The client's
+aiohttp layer only sends a `Request` and hands back the status, headers and bytes it got.
+
+Rules of this file:
+- every id that goes into a path passes `check_id` first, so no request can leave its endpoint;
+- every way a response can be wrong ends as a DevinError subclass, never a KeyError/TypeError;
+- whether a failure is retried is decided in `is_retryable`, once.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import attrs
+
+from ._converter import CONVERTER, CONVERTER_HOOKS, structure_page
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    MalformedResponseError,
+    UnprocessableEntityError,
+    error_class_for,
+)
+from ._models import MAX_TAGS, TOKEN_TAG_PREFIX, Attachment, Message, Page, Session
+
+__all__ = [
+    "ARRAY_FORMAT",
+    "Kind",
+    "Request",
+    "check_id",
+    "decode_error",
+    "decode_json",
+    "encode_array",
+    "is_retryable",
+    "parse_retry_after",
+]
+
+T = TypeVar("T")
+
+#: How array filters go into a query string: "comma" (`ids=a,b`, what the API owner's SDK sends)
+#: or "repeat" (`ids=a&ids=b`, the OpenAPI default). One constant so it can be switched.
+ARRAY_FORMAT = "comma"
+
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")
+_MAX_DETAIL = 500
+
+
+class Kind(enum.Enum):
+    """What a request does, which decides what may be retried."""
+
+    READ = "read"  # GET: safe to repeat
+    IDEMPOTENT = "idempotent"  # same effect if repeated (PUT tags, DELETE, archive, tag append)
+    UNSAFE = "unsafe"  # create, send message: a repeat may act twice
+
+
+@attrs.frozen
+class Request:
+    """One API call as data: method, path below the base URL, query and JSON body."""
+
+    method: str
+    path: str
+    kind: Kind
+    params: tuple[tuple[str, str], ...] = ()
+    json: Any = None
+
+
+def check_id(name: str, value: object) -> str:
+    """Return `value` if it is a safe path segment, else raise ValueError naming `name`.
+
+    Accepted: 1-200 ASCII letters, digits and `. _ : -`, not starting with a punctuation mark;
+    so `/`, `?`, `#`, `%`, `..`, whitespace and look-alike Unicode never reach a URL.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, got {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+    if _ID_RE.fullmatch(value) is None:
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        raise ValueError(
+            f"{name} {shown!r} is not a valid id (1-200 of A-Z a-z 0-9 . _ : -, "
+            "starting with a letter or digit)"
+        )
+    return value
+
+
+def check_tags(name: str, tags: object) -> list[str]:
+    """Return tags as a list if they are at most MAX_TAGS strings, else raise ValueError."""
+    if isinstance(tags, str | bytes) or not isinstance(tags, Sequence | set | frozenset):
+        raise ValueError(f"{name} must be a list of strings, got {type(tags).__name__}")
+    items = list(tags)
+    if len(items) > MAX_TAGS:
+        raise ValueError(f"{name} must hold at most {MAX_TAGS} tags, got {len(items)}")
+    for tag in items:
+        if not isinstance(tag, str) or not tag:
+            raise ValueError(f"{name} must hold non-empty strings, found {tag!r}")
+    return items
+
+
+def encode_array(name: str, values: Sequence[str]) -> list[tuple[str, str]]:
+    """Return query pairs for an array filter, in the ARRAY_FORMAT style."""
+    if ARRAY_FORMAT == "comma":
+        return [(name, ",".join(values))]
+    return [(name, v) for v in values]
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """Look a header up case-insensitively (aiohttp's CIMultiDict or a plain dict)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lower = name.lower()
+    for key, val in headers.items():
+        if key.lower() == lower:
+            return val
+    return None
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Return the server's wait hint in seconds: `retry-after-ms`, else `Retry-After`.
+
+    `Retry-After` may be seconds or an HTTP date; `now` is the wall-clock time for a date
+    (default: time.time()). Unparsable or negative values give None; past dates give 0.
+    """
+    ms = header(headers, "retry-after-ms")
+    if ms is not None:
+        try:
+            value = float(ms)
+        except ValueError:
+            value = -1.0
+        if value >= 0 and value == value and value != float("inf"):
+            return value / 1000.0
+    raw = header(headers, "retry-after")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        pass
+    else:
+        if seconds >= 0 and seconds == seconds and seconds != float("inf"):
+            return seconds
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    if now is None:
+        import time
+
+        now = time.time()
+    return max(0.0, when.timestamp() - now)
+
+
+def request_id(headers: Mapping[str, str]) -> str | None:
+    """Return the server's request id header, if any."""
+    for name in ("x-request-id", "request-id", "x-amzn-requestid", "cf-ray"):
+        value = header(headers, name)
+        if value:
+            return value
+    return None
+
+
+def _loads(body: bytes) -> Any:
+    return json.loads(body)
+
+
+def _text_of(body: bytes) -> str:
+    text = body.decode("utf-8", errors="replace")
+    if "<" in text and ">" in text:  # an HTML page from a proxy: its title, else the bare text
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
+        text = title.group(1) if title else re.sub(r"<[^>]+>", " ", text)
+    text = " ".join(text.split())
+    return text[:_MAX_DETAIL]
+
+
+def _format_validation(errors: list[Any]) -> str:
+    parts = []
+    for err in errors:
+        if isinstance(err, Mapping):
+            loc = err.get("loc")
+            where = ".".join(str(p) for p in loc) if isinstance(loc, list) else ""
+            msg = str(err.get("msg", err.get("message", err)))
+            parts.append(f"{where}: {msg}" if where else msg)
+        else:
+            parts.append(str(err))
+    return "; ".join(parts)
+
+
+def decode_error(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    method: str = "",
+    path: str = "",
+    now: float | None = None,
+) -> APIStatusError:
+    """Turn a non-2xx answer into its typed error (pure; never raises)."""
+    decoded: Any
+    detail = ""
+    errors: list[dict[str, Any]] = []
+    try:
+        decoded = _loads(body) if body.strip() else None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        decoded = body.decode("utf-8", errors="replace")
+        detail = _text_of(body)
+    else:
+        if isinstance(decoded, dict):
+            raw_detail = decoded.get("detail")
+            if isinstance(raw_detail, list):
+                errors = [e for e in raw_detail if isinstance(e, dict)]
+                detail = _format_validation(raw_detail)
+            elif isinstance(raw_detail, str):
+                detail = raw_detail
+            elif raw_detail is not None:
+                detail = json.dumps(raw_detail)[:_MAX_DETAIL]
+            extra = decoded.get("errors")
+            if isinstance(extra, list):
+                if not errors:
+                    errors = [e for e in extra if isinstance(e, dict)]
+                if not detail:
+                    detail = _format_validation(extra)
+            if not detail:
+                for key in ("title", "message", "error"):
+                    value = decoded.get(key)
+                    if isinstance(value, str) and value:
+                        detail = value
+                        break
+        elif isinstance(decoded, str):
+            detail = decoded[:_MAX_DETAIL]
+    if not detail:
+        detail = _REASONS.get(status, "HTTP error")
+    rid = request_id(headers)
+    retry_after = parse_retry_after(headers, now)
+    where = f" ({method} {path})" if method else ""
+    message = f"{status} {_REASONS.get(status, 'HTTP error')}: {detail}{where}"
+    if rid:
+        message += f" [request id {rid}]"
+    cls = error_class_for(status)
+    common: dict[str, Any] = dict(
+        status=status,
+        body=decoded,
+        detail=detail,
+        request_id=rid,
+        retry_after=retry_after,
+        method=method,
+        path=path,
+    )
+    if cls is UnprocessableEntityError:
+        return UnprocessableEntityError(message, errors=errors, **common)
+    return cls(message, **common)
+
+
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    409: "Conflict",
+    413: "Payload Too Large",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+def decode_json(status: int, body: bytes) -> Any:
+    """Parse a 2xx body as JSON, or raise MalformedResponseError."""
+    if not body.strip():
+        raise MalformedResponseError(
+            f"the server answered {status} with an empty body where JSON was expected",
+            status=status,
+            body=b"",
+        )
+    try:
+        return _loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        preview = body[:200].decode("utf-8", errors="replace")
+        raise MalformedResponseError(
+            f"the server answered {status} with a body that is not JSON ({exc}): {preview!r}",
+            status=status,
+            body=body.decode("utf-8", errors="replace"),
+        ) from None
+
+
+def _structure(what: str, fn: Callable[[], T], data: Any) -> T:
+    try:
+        return fn()
+    except MalformedResponseError:
+        raise
+    except Exception as exc:  # cattrs and our hooks raise many kinds; all mean "bad shape"
+        raise MalformedResponseError(
+            f"the server's {what} does not have the documented shape: "
+            f"{type(exc).__name__}: {exc}",
+            body=data,
+        ) from None
+
+
+_SESSION_HOOK = CONVERTER_HOOKS[Session]
+
+
+def split_token(tags: list[str]) -> tuple[list[str], str | None]:
+    """Return the tags without the client-token tag, and the token (None if absent)."""
+    for tag in tags:
+        if tag.startswith(TOKEN_TAG_PREFIX):
+            kept = [t for t in tags if not t.startswith(TOKEN_TAG_PREFIX)]
+            return kept, tag[len(TOKEN_TAG_PREFIX) :]
+    return tags, None
+
+
+def _untokened(session: Session) -> Session:
+    tags, token = split_token(session.tags)
+    if token is None:
+        return session
+    return attrs.evolve(session, tags=tags, client_token=token)
+
+
+def parse_session(data: Any) -> Session:
+    """Structure a Session from decoded JSON."""
+    if type(data) is not dict:
+        raise MalformedResponseError(
+            f"expected a session object, got {type(data).__name__}", body=data
+        )
+    session: Session = _structure("session", lambda: _SESSION_HOOK(data, Session), data)
+    return _untokened(session)
+
+
+def parse_session_page(data: Any) -> Page[Session]:
+    """Structure a page of sessions."""
+    page: Page[Session] = _structure(
+        "session page", lambda: structure_page(data, Session), data
+    )
+    if any(s.client_token is None and split_token(s.tags)[1] for s in page.items):
+        page = attrs.evolve(page, items=[_untokened(s) for s in page.items])
+    return page
+
+
+def parse_message_page(data: Any) -> Page[Message]:
+    """Structure a page of messages."""
+    return _structure("message page", lambda: structure_page(data, Message), data)
+
+
+def parse_tags(data: Any) -> list[str]:
+    """Structure a `{tags}` answer."""
+    if type(data) is not dict or "tags" not in data:
+        raise MalformedResponseError("expected an object with `tags`", body=data)
+    tags: list[str] = _structure(
+        "tags", lambda: CONVERTER.structure(data["tags"], list[str]), data
+    )
+    return split_token(tags)[0]
+
+
+def parse_attachments(data: Any) -> list[Attachment]:
+    """Structure an attachments answer: a bare array (or `{items}`, as one guide shows)."""
+    if type(data) is dict and "items" in data:
+        data = data["items"]
+    if type(data) is not list:
+        raise MalformedResponseError("expected a list of attachments", body=data)
+    hook = CONVERTER_HOOKS[Attachment]
+    items: list[Attachment] = _structure(
+        "attachments", lambda: [hook(item, Attachment) for item in data], data
+    )
+    return items
+
+
+#: Statuses worth another try, by kind. A create or message is retried only when the server
+#: surely did not act on it: 408 (it gave up reading), 429 (throttled), 503 (not taken in).
+RETRY_STATUSES: dict[Kind, frozenset[int]] = {
+    Kind.READ: frozenset({408, 429, 500, 502, 503, 504}),
+    Kind.IDEMPOTENT: frozenset({408, 429, 502, 503, 504}),
+    Kind.UNSAFE: frozenset({408, 429, 503}),
+}
+
+
+def is_retryable(exc: BaseException, kind: Kind, max_retry_after: float) -> bool:
+    """Decide whether a failed attempt may be tried again (the one retry predicate)."""
+    if isinstance(exc, APIStatusError):
+        if exc.status not in RETRY_STATUSES[kind]:
+            return False
+        return exc.retry_after is None or exc.retry_after <= max_retry_after
+    if isinstance(exc, APIConnectionError):
+        return kind is not Kind.UNSAFE or not exc.sent
+    return False
