@@ -47,9 +47,9 @@ from ._ratelimit import RateLimiter
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._models import Session
     from ._sessions import Sessions
     from ._watcher import Watcher
-    from ._models import Session
 
 __all__ = ["DEFAULT_BASE_URL", "ClientClosedError", "DevinClient", "mask_key"]
 
@@ -330,7 +330,7 @@ class DevinClient:
                 path=req.path,
                 sent=False,
             ) from None
-        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             raise APITimeoutError(
                 f"timed out waiting for the answer to {req.method} {req.path}",
                 method=req.method,

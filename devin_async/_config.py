@@ -9,7 +9,7 @@ Every default is finite. Why these numbers:
   up to 60 s (longer means "come back later": we fail fast with `.retry_after` set instead of
   holding the caller); and the whole call, retries included, ends within 180 s.
 - Polling: Devin sessions live for minutes to hours. Start at 1 s (a new session changes within
-  seconds), back off ×1.5 to 30 s while nothing changes, snap back to 1 s on any change, with ±10 %
+  seconds), back off x1.5 to 30 s while nothing changes, snap back to 1 s on any change, with ±10 %
   jitter so thousands of pollers never fall into step.
 """
 

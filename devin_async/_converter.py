@@ -8,6 +8,7 @@ the converter is built, not per call.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import cattrs
@@ -65,17 +66,21 @@ def _open_enum(value: Any, type_: type[OpenStrEnum]) -> OpenStrEnum:
     return type_(value)
 
 
-def _list_of(item_type: type[Any]) -> Any:
+def _list_of(hook: Callable[[Any, Any], Any], item_type: type[Any]) -> Any:
     def structure(value: Any, _type: Any) -> list[Any]:
         if type(value) is not list:
             raise TypeError(f"expected a list, got {type(value).__name__}")
-        hook = CONVERTER_HOOKS[item_type]
         return [hook(v, item_type) for v in value]
 
     return structure
 
 
-CONVERTER_HOOKS: dict[type[Any], Any] = {}
+def _is_list_of(item_type: type[Any]) -> Callable[[Any], bool]:
+    list_type: Any = list[item_type]  # type: ignore[valid-type]
+    return lambda t: bool(t == list_type)
+
+
+_MODELS: tuple[type[Any], ...] = (PullRequest, Session, Message, Attachment)
 
 
 def make_converter() -> cattrs.Converter:
@@ -89,15 +94,17 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook_func(lambda t: t == dict[str, Any], _json_object)
     conv.register_structure_hook(SessionStatus, _open_enum)
     conv.register_structure_hook(StatusDetail, _open_enum)
-    for cls in (PullRequest, Session, Message, Attachment):
-        hook = conv.get_structure_hook(cls)
-        CONVERTER_HOOKS[cls] = hook
-        list_type = list[cls]  # type: ignore[valid-type]
-        conv.register_structure_hook_func(lambda t, lt=list_type: t == lt, _list_of(cls))
+    for cls in _MODELS:
+        conv.register_structure_hook_func(_is_list_of(cls),
+                                          _list_of(conv.get_structure_hook(cls), cls))
     return conv
 
 
 CONVERTER = make_converter()
+#: The generated structuring function of each model, looked up once (the hot path calls these).
+CONVERTER_HOOKS: dict[type[Any], Callable[[Any, Any], Any]] = {
+    cls: CONVERTER.get_structure_hook(cls) for cls in _MODELS
+}
 
 
 def structure_page(data: Any, item_type: type[Any]) -> Page[Any]:

@@ -3,7 +3,8 @@
     DevinError
     ├── APIConnectionError          network: refused, reset, DNS
     │   └── APITimeoutError         a connect/read/total timeout
-    ├── APIStatusError              a non-2xx answer (.status .body .detail .request_id .retry_after)
+    ├── APIStatusError              a non-2xx answer
+    │                               (.status .body .detail .request_id .retry_after)
     │   ├── BadRequestError         400
     │   ├── AuthenticationError     401
     │   ├── PermissionDeniedError   403

@@ -50,9 +50,8 @@ SETTLED_RUNNING_DETAILS: frozenset[str] = frozenset(
 def phase_of(status: str, status_detail: str | None) -> Phase:
     """Return the phase of a (status, status_detail) pair; unknown statuses are ACTIVE."""
     phase = PHASES.get(status, Phase.ACTIVE)
-    if phase is Phase.ACTIVE and status == SessionStatus.RUNNING:
-        if status_detail in SETTLED_RUNNING_DETAILS:
-            return Phase.SETTLED
+    if status == SessionStatus.RUNNING and status_detail in SETTLED_RUNNING_DETAILS:
+        return Phase.SETTLED
     return phase
 
 

@@ -7,6 +7,7 @@ that follows every page lazily.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -186,7 +187,7 @@ class Sessions:
             tags=tags,
             title=title,
         )
-        given = {k: v for k, v in named.items() if v is not None}
+        given: dict[str, Any] = {k: v for k, v in named.items() if v is not None}
         if isinstance(prompt, CreateSessionRequest | Mapping):
             if given or more:
                 raise ValueError(
@@ -248,7 +249,7 @@ class Sessions:
         Raises:
             ValueError: a filter is malformed (checked here, before any request).
         """
-        params: list[tuple[str, str]] = [("first", str(_page_size(page_size)))]
+        params: builtins.list[tuple[str, str]] = [("first", str(_page_size(page_size)))]
         for name, values in (
             ("session_ids", session_ids),
             ("tags", tags),
@@ -291,10 +292,10 @@ class Sessions:
         return Paginator(self._fetcher(f"/sessions/{sid}/messages", params, parse_message_page))
 
     def _fetcher(
-        self, path: str, params: list[tuple[str, str]], parse: Callable[[Any], Page[T]]
+        self, path: str, params: builtins.list[tuple[str, str]], parse: Callable[[Any], Page[T]]
     ) -> Callable[[str | None], Awaitable[Page[T]]]:
         client = self._client
-        base = tuple(params)
+        base: tuple[tuple[str, str], ...] = tuple(params)
 
         async def fetch(cursor: str | None) -> Page[T]:
             query = base if cursor is None else (*base, ("after", cursor))
@@ -302,7 +303,7 @@ class Sessions:
 
         return fetch
 
-    async def attachments(self, session_id: str) -> list[Attachment]:
+    async def attachments(self, session_id: str) -> builtins.list[Attachment]:
         """Return a session's attachments."""
         sid = check_id("session_id", session_id)
         data = await self._client._request(
@@ -346,13 +347,13 @@ class Sessions:
         )
         return parse_session(data)
 
-    async def get_tags(self, session_id: str) -> list[str]:
+    async def get_tags(self, session_id: str) -> builtins.list[str]:
         """Return a session's tags."""
         sid = check_id("session_id", session_id)
         data = await self._client._request(Request("GET", f"/sessions/{sid}/tags", Kind.READ))
         return parse_tags(data)
 
-    async def add_tags(self, session_id: str, tags: Iterable[str]) -> list[str]:
+    async def add_tags(self, session_id: str, tags: Iterable[str]) -> builtins.list[str]:
         """Append tags (the server drops duplicates); return all tags."""
         sid = check_id("session_id", session_id)
         body = {"tags": check_tags("tags", tags)}
@@ -361,7 +362,7 @@ class Sessions:
         )
         return parse_tags(data)
 
-    async def replace_tags(self, session_id: str, tags: Iterable[str]) -> list[str]:
+    async def replace_tags(self, session_id: str, tags: Iterable[str]) -> builtins.list[str]:
         """Replace all of a session's tags; return them."""
         sid = check_id("session_id", session_id)
         body = {"tags": check_tags("tags", tags)}

@@ -1,0 +1,65 @@
+"""Every request body the SDK builds validates against the OpenAPI description."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import jsonschema
+import pytest
+from aioresponses import aioresponses
+
+from devin_async import DevinClient
+
+from .helpers import BASE, KEY, session_json
+from .openapi import validate
+
+Call = Callable[[DevinClient], Awaitable[Any]]
+
+CASES: list[tuple[str, str, Call]] = [
+    ("SessionCreateRequest", "POST /sessions",
+     lambda c: c.sessions.create("minimal")),
+    ("SessionCreateRequest", "POST /sessions",
+     lambda c: c.sessions.create(
+         "everything", advanced_mode="batch", bypass_approval=True, child_playbook_id="pb-c",
+         create_as_user_id="user-1", knowledge_ids=["k1"], max_acu_limit=10,
+         playbook_id="pb-1", repos=["o/r"], secret_ids=["s1"], session_links=["https://x"],
+         tags=["t"], title="title", devin_mode="fast", structured_output_required=False,
+         session_secrets=[{"key": "K", "value": "V", "sensitive": True}])),
+    ("SessionCreateRequest", "POST /sessions",
+     lambda c: c.sessions.create("analyze", advanced_mode="analyze", session_links=["l"],
+                                 client_token=False)),
+    ("SessionMessageCreateRequest", "POST /sessions/devin-1/messages",
+     lambda c: c.sessions.send_message("devin-1", "hello", message_as_user_id="user-2")),
+    ("SessionTagsUpdateRequest", "POST /sessions/devin-1/tags",
+     lambda c: c.sessions.add_tags("devin-1", ["a", "b"])),
+    ("SessionTagsUpdateRequest", "PUT /sessions/devin-1/tags",
+     lambda c: c.sessions.replace_tags("devin-1", [f"t{i}" for i in range(50)])),
+]
+
+
+@pytest.mark.parametrize(("schema", "route", "call"), CASES)
+async def test_request_bodies_fit_the_description(schema: str, route: str, call: Call) -> None:
+    method, path = route.split(" ")
+    with aioresponses() as mock:
+        payload = {"tags": ["a"]} if path.endswith("/tags") else session_json()
+        getattr(mock, method.lower())(f"{BASE}{path}", payload=payload)
+        async with DevinClient(KEY, org_id="org-test") as client:
+            await call(client)
+        (sent,) = [c for (m, u), calls in mock.requests.items() for c in calls
+                   if m == method and str(u) == f"{BASE}{path}"]
+    body = json.loads(sent.kwargs["data"])
+    validate(schema, body)
+    assert None not in body.values()
+
+
+def test_validator_rejects_a_bad_body() -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        validate("SessionCreateRequest", {"prompt": 5})
+
+
+def test_samples_fit_the_response_schema() -> None:
+    validate("SessionResponse", session_json())
+    assert re.fullmatch(r"devin-\w+", session_json()["session_id"])

@@ -1,0 +1,327 @@
+"""Pure tests of the sans-I/O layer: ids, retry hints, error decoding, response shapes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from devin_async import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InternalServerError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    SessionStatus,
+    StatusDetail,
+    UnprocessableEntityError,
+)
+from devin_async._protocol import (
+    Kind,
+    check_id,
+    decode_error,
+    decode_json,
+    encode_array,
+    is_retryable,
+    parse_attachments,
+    parse_message_page,
+    parse_retry_after,
+    parse_session,
+    parse_session_page,
+    parse_tags,
+)
+
+# A recorded sample: the OpenAPI description's SessionNew example plus get-only fields.
+SESSION: dict[str, Any] = {
+    "session_id": "devin-abc123",
+    "url": "https://app.devin.ai/sessions/abc123",
+    "status": "running",
+    "status_detail": "working",
+    "tags": ["alpha"],
+    "org_id": "org-abc123def456",
+    "created_at": 1764288000,
+    "updated_at": 1764288060,
+    "acus_consumed": 1.5,
+    "pull_requests": [{"pr_url": "https://github.com/o/r/pull/1", "pr_state": "open"}],
+    "title": None,
+    "user_id": None,
+    "is_archived": False,
+}
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["devin-abc123", "org-abc123def456", "a", "A.b_c:d-e", "x" * 200],
+)
+def test_check_id_accepts_safe_ids(value: str) -> None:
+    assert check_id("session_id", value) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", ".", "..", "../x", "a/b", "a?b", "a#b", "%2e%2e", "a%2fb", " a", "a b", "a\nb",
+     "\uff41", "devin-\u0430bc", "x" * 201, "-lead", ".hidden", "a\\b"],
+)
+def test_check_id_rejects_path_escapes(value: str) -> None:
+    with pytest.raises(ValueError, match="session_id"):
+        check_id("session_id", value)
+
+
+@pytest.mark.parametrize("value", [None, 5, b"devin-1", ["devin-1"]])
+def test_check_id_rejects_non_strings(value: object) -> None:
+    with pytest.raises(ValueError, match="session_id must be a string"):
+        check_id("session_id", value)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({}, None),
+        ({"Retry-After": "3"}, 3.0),
+        ({"retry-after": "1.5"}, 1.5),
+        ({"Retry-After": "0"}, 0.0),
+        ({"Retry-After": "-1"}, None),
+        ({"Retry-After": "soon"}, None),
+        ({"retry-after-ms": "250"}, 0.25),
+        ({"retry-after-ms": "250", "Retry-After": "9"}, 0.25),
+        ({"retry-after-ms": "bad", "Retry-After": "9"}, 9.0),
+        ({"Retry-After": "Thu, 01 Jan 2026 00:00:10 GMT"}, 10.0),
+        ({"Retry-After": "Wed, 31 Dec 2025 23:59:00 GMT"}, 0.0),
+    ],
+)
+def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> None:
+    now = 1767225600.0  # 2026-01-01T00:00:00Z
+    assert parse_retry_after(headers, now) == expected
+
+
+def _body(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, BadRequestError),
+        (401, AuthenticationError),
+        (403, PermissionDeniedError),
+        (404, NotFoundError),
+        (409, ConflictError),
+        (422, UnprocessableEntityError),
+        (429, RateLimitError),
+        (500, InternalServerError),
+        (502, InternalServerError),
+        (503, InternalServerError),
+        (504, InternalServerError),
+        (418, APIStatusError),
+    ],
+)
+def test_decode_error_maps_status_to_class(status: int, cls: type[APIStatusError]) -> None:
+    err = decode_error(status, {}, _body({"detail": "nope"}), method="GET", path="/x")
+    assert type(err) is cls
+    assert err.status == status
+    assert err.detail == "nope"
+    assert err.body == {"detail": "nope"}
+    assert "GET /x" in str(err)
+
+
+def test_decode_error_422_list_detail() -> None:
+    detail = [
+        {"loc": ["body", "prompt"], "msg": "Field required", "type": "missing"},
+        {"loc": ["body", "tags"], "msg": "too many", "type": "too_long"},
+    ]
+    err = decode_error(422, {}, _body({"detail": detail}))
+    assert isinstance(err, UnprocessableEntityError)
+    assert err.errors == detail
+    assert err.detail == "body.prompt: Field required; body.tags: too many"
+
+
+def test_decode_error_problem_json() -> None:
+    body = {"type": "about:blank", "title": "Forbidden", "status": 403,
+            "detail": "Missing permission ManageOrgSessions"}
+    err = decode_error(403, {"content-type": "application/problem+json"}, _body(body))
+    assert err.detail == "Missing permission ManageOrgSessions"
+
+
+def test_decode_error_problem_json_with_errors_and_no_detail() -> None:
+    body = {"title": "Unprocessable", "status": 422, "errors": [{"msg": "bad", "loc": ["x"]}]}
+    err = decode_error(422, {}, _body(body))
+    assert isinstance(err, UnprocessableEntityError)
+    assert err.errors == [{"msg": "bad", "loc": ["x"]}]
+    assert err.detail == "x: bad"
+
+
+def test_decode_error_title_only() -> None:
+    assert decode_error(401, {}, _body({"title": "Unauthorized"})).detail == "Unauthorized"
+
+
+def test_decode_error_html_page() -> None:
+    html = b"<html><head><title>502 Bad Gateway</title></head><body><h1>nginx</h1></body></html>"
+    err = decode_error(502, {"x-request-id": "req-9"}, html)
+    assert isinstance(err, InternalServerError)
+    assert err.detail == "502 Bad Gateway"
+    assert err.body == html.decode()
+    assert err.request_id == "req-9"
+    assert "req-9" in str(err)
+
+
+@pytest.mark.parametrize("body", [b"", b"   ", b"upstream connect error", b"\xff\xfe"])
+def test_decode_error_never_raises_on_odd_bodies(body: bytes) -> None:
+    err = decode_error(503, {"Retry-After": "2"}, body)
+    assert isinstance(err, InternalServerError)
+    assert isinstance(err.detail, str) and err.detail
+    assert err.retry_after == 2.0
+
+
+@pytest.mark.parametrize("detail", [{"a": 1}, 5, None])
+def test_decode_error_detail_is_always_a_string(detail: object) -> None:
+    assert isinstance(decode_error(400, {}, _body({"detail": detail})).detail, str)
+
+
+def test_decode_error_retry_after_ms() -> None:
+    err = decode_error(429, {"retry-after-ms": "1500"}, _body({"detail": "slow down"}))
+    assert isinstance(err, RateLimitError)
+    assert err.retry_after == 1.5
+
+
+@pytest.mark.parametrize("body", [b"", b"not json", b"{\"a\": ", b"[" * 100_000])
+def test_decode_json_malformed(body: bytes) -> None:
+    with pytest.raises(MalformedResponseError):
+        decode_json(200, body)
+
+
+def test_parse_session_sample() -> None:
+    s = parse_session(SESSION)
+    assert s.session_id == "devin-abc123"
+    assert s.status is SessionStatus.RUNNING
+    assert s.status_detail is StatusDetail.WORKING
+    assert s.created_at == 1764288000 and isinstance(s.created_at, int)
+    assert s.pull_requests[0].pr_url.endswith("/pull/1")
+    assert s.tags == ["alpha"]
+    assert not s.is_settled and not s.is_terminal
+
+
+def test_parse_session_ignores_unknown_fields_and_keeps_unknown_enums() -> None:
+    s = parse_session({**SESSION, "status": "creating", "status_detail": "thinking",
+                       "brand_new_field": {"x": 1}})
+    assert s.status == "creating"
+    assert s.status.value == "creating"
+    assert isinstance(s.status, SessionStatus)
+    assert not s.status.is_known
+    assert s.status_detail is not None and s.status_detail.value == "thinking"
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"status": 5},
+        {"created_at": "yesterday"},
+        {"created_at": None},
+        {"tags": "alpha"},
+        {"tags": [1]},
+        {"pull_requests": [1]},
+        {"pull_requests": "x"},
+        {"acus_consumed": "1"},
+        {"is_archived": "no"},
+        {"structured_output": [1]},
+        {"session_id": None},
+    ],
+)
+def test_parse_session_wrong_types_are_malformed(patch: dict[str, Any]) -> None:
+    with pytest.raises(MalformedResponseError):
+        parse_session({**SESSION, **patch})
+
+
+@pytest.mark.parametrize("data", [None, [], "x", 1, {}, {"session_id": "devin-1"}])
+def test_parse_session_not_a_session(data: Any) -> None:
+    with pytest.raises(MalformedResponseError):
+        parse_session(data)
+
+
+def test_client_token_tag_is_split_out() -> None:
+    s = parse_session({**SESSION, "tags": ["a", "devin-async-token:0123456789abcdef"]})
+    assert s.tags == ["a"]
+    assert s.client_token == "0123456789abcdef"
+    page = parse_session_page({"items": [{**SESSION, "tags": ["devin-async-token:abcdefgh"]}]})
+    assert page.items[0].tags == [] and page.items[0].client_token == "abcdefgh"
+
+
+def test_parse_pages() -> None:
+    page = parse_session_page(
+        {"items": [SESSION], "end_cursor": "c1", "has_next_page": True, "total": 3}
+    )
+    assert (len(page.items), page.end_cursor, page.has_next_page, page.total) == (1, "c1", True, 3)
+    minimal = parse_session_page({"items": []})
+    assert (minimal.end_cursor, minimal.has_next_page, minimal.total) == (None, False, None)
+    messages = parse_message_page(
+        {"items": [{"event_id": "e1", "created_at": 1, "message": "hi", "source": "user"}]}
+    )
+    assert messages.items[0].message == "hi"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"items": "x"}, {"items": [], "end_cursor": 5}, {"items": [], "has_next_page": "yes"},
+     {"items": [1]}, [], {"items": [], "total": "many"}],
+)
+def test_parse_page_malformed(data: Any) -> None:
+    with pytest.raises(MalformedResponseError):
+        parse_session_page(data)
+
+
+def test_parse_tags_and_attachments() -> None:
+    assert parse_tags({"tags": ["a", "devin-async-token:abcdefgh"]}) == ["a"]
+    with pytest.raises(MalformedResponseError):
+        parse_tags({"tag": []})
+    att = {"attachment_id": "a1", "name": "f.txt", "source": "user", "url": "https://x/f"}
+    assert parse_attachments([att])[0].content_type is None
+    assert parse_attachments({"items": [att]})[0].name == "f.txt"
+    with pytest.raises(MalformedResponseError):
+        parse_attachments({"nope": 1})
+
+
+def test_encode_array_is_comma_joined() -> None:
+    assert encode_array("session_ids", ["a", "b"]) == [("session_ids", "a,b")]
+
+
+def _status(status: int, retry_after: float | None = None) -> APIStatusError:
+    return decode_error(status, {"Retry-After": str(retry_after)} if retry_after else {}, b"")
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "expected"),
+    [
+        (_status(429), Kind.UNSAFE, True),
+        (_status(503), Kind.UNSAFE, True),
+        (_status(408), Kind.UNSAFE, True),
+        (_status(500), Kind.UNSAFE, False),
+        (_status(502), Kind.UNSAFE, False),
+        (_status(504), Kind.UNSAFE, False),
+        (_status(500), Kind.READ, True),
+        (_status(502), Kind.READ, True),
+        (_status(500), Kind.IDEMPOTENT, False),
+        (_status(504), Kind.IDEMPOTENT, True),
+        (_status(400), Kind.READ, False),
+        (_status(401), Kind.READ, False),
+        (_status(404), Kind.READ, False),
+        (_status(409), Kind.READ, False),
+        (_status(422), Kind.READ, False),
+        (_status(429, 30), Kind.READ, True),
+        (_status(429, 3600), Kind.READ, False),  # over the cap: fail fast
+        (APIConnectionError("refused", sent=False), Kind.UNSAFE, True),
+        (APIConnectionError("reset", sent=True), Kind.UNSAFE, False),
+        (APIConnectionError("reset", sent=True), Kind.READ, True),
+        (APITimeoutError("read timeout", sent=True), Kind.UNSAFE, False),
+        (APITimeoutError("read timeout", sent=True), Kind.IDEMPOTENT, True),
+        (MalformedResponseError("bad"), Kind.READ, False),
+        (ValueError("x"), Kind.READ, False),
+    ],
+)
+def test_is_retryable(error: BaseException, kind: Kind, expected: bool) -> None:
+    assert is_retryable(error, kind, max_retry_after=60.0) is expected
