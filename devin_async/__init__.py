@@ -41,6 +41,7 @@ from ._models import (
 )
 from ._sessions import Paginator, Sessions
 from ._version import __version__
+from ._watcher import Watcher
 
 __all__ = [
     "APIConnectionError",
@@ -82,12 +83,3 @@ __all__ = [
     "Watcher",
     "__version__",
 ]
-
-
-def __getattr__(name: str) -> object:
-    # Watcher lives with the polling code; imported on first use to keep `import` light.
-    if name == "Watcher":
-        from ._watcher import Watcher
-
-        return Watcher
-    raise AttributeError(f"module 'devin_async' has no attribute {name!r}")

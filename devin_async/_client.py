@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
-import tenacity
 from yarl import URL
 
 from ._config import PollPolicy, RetryPolicy, Timeouts
@@ -42,11 +41,20 @@ from ._instrument import (
     fire,
     logger,
 )
-from ._protocol import Request, check_id, decode_error, decode_json, is_retryable
+from ._protocol import (
+    Request,
+    check_id,
+    decode_error,
+    decode_json,
+    is_retryable,
+    parse_retry_after,
+)
 from ._ratelimit import RateLimiter
 from ._version import __version__
 
 if TYPE_CHECKING:
+    import tenacity
+
     from ._models import Session
     from ._sessions import Sessions
     from ._watcher import Watcher
@@ -60,6 +68,8 @@ DEFAULT_CONNECTION_LIMIT = 64
 #: The largest body the client reads; a bigger one is an error, never an unbounded buffer.
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
+#: `json.dumps(x, separators=...)` builds a new JSONEncoder per call; this one is reused.
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"))
 _ConnectionTimeout: tuple[type[BaseException], ...] = tuple(
     t for t in (getattr(aiohttp, "ConnectionTimeoutError", None),) if t is not None
 )
@@ -299,7 +309,7 @@ class DevinClient:
         http = self._http()
         url = URL(self._prefix + req.path, encoded=True)
         if req.json is not None:
-            data: bytes | None = json.dumps(req.json, separators=(",", ":")).encode()
+            data: bytes | None = _JSON_ENCODER.encode(req.json).encode()
             headers = self._json_headers
         else:
             data = None
@@ -347,7 +357,11 @@ class DevinClient:
             ) from None
 
     async def _attempt(
-        self, req: Request, attempt: int, timeout: aiohttp.ClientTimeout | None
+        self,
+        req: Request,
+        attempt: int,
+        timeout: aiohttp.ClientTimeout | None,
+        hints: list[float] | None = None,
     ) -> Any:
         await self.limiter.acquire()
         path = self._path_prefix + req.path
@@ -374,6 +388,8 @@ class DevinClient:
                          req.method, path, status, elapsed * 1e3, attempt)
         if 200 <= status < 300:
             self.limiter.on_success()
+            if hints is not None and (hint := parse_retry_after(headers)) is not None:
+                hints.append(hint)
             return decode_json(status, body)
         error = decode_error(status, headers, body, method=req.method, path=path)
         if isinstance(error, RateLimitError):
@@ -382,15 +398,22 @@ class DevinClient:
             self.limiter.on_success()
         raise error
 
-    async def _request(self, req: Request, *, retry: RetryPolicy | None = None) -> Any:
-        """Send `req` under the retry policy; return the decoded JSON of the 2xx answer."""
+    async def _request(
+        self, req: Request, *, retry: RetryPolicy | None = None, hints: list[float] | None = None
+    ) -> Any:
+        """Send `req` under the retry policy; return the decoded JSON of the 2xx answer.
+
+        `hints`, when given, receives the Retry-After of a successful answer (pollers use it).
+        """
         policy = retry or self.retry
         try:
-            return await self._attempt(req, 1, None)
+            return await self._attempt(req, 1, None, hints)
         except DevinError as exc:
             if policy.max_attempts < 2 or not self._may_retry(exc, req, policy):
                 raise
             first: BaseException | None = exc
+        import tenacity  # the slow path only: a first attempt that succeeds never needs it
+
         deadline = self._clock() + policy.deadline
         attempt = 1
 
@@ -408,7 +431,7 @@ class DevinClient:
                     connect=self.timeouts.connect,
                     sock_read=self.timeouts.read,
                 )
-            return await self._attempt(req, attempt, timeout)
+            return await self._attempt(req, attempt, timeout, hints)
 
         def stop(state: tenacity.RetryCallState) -> bool:
             if state.attempt_number >= policy.max_attempts:
@@ -446,8 +469,12 @@ def _summary(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:200]
 
 
-class _Wait(tenacity.wait.wait_base):
-    """The server's Retry-After when it gave one, else full-jitter exponential backoff."""
+class _Wait:
+    """The server's Retry-After when it gave one, else full-jitter exponential backoff.
+
+    A plain callable (tenacity takes any `RetryCallState -> float`), so that defining it does
+    not import tenacity.
+    """
 
     def __init__(self, policy: RetryPolicy) -> None:
         self.policy = policy

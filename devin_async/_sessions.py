@@ -30,6 +30,7 @@ from ._protocol import (
 if TYPE_CHECKING:
     from ._client import DevinClient
     from ._config import PollPolicy
+    from ._polling import Poller
 
 __all__ = ["Paginator", "Sessions"]
 
@@ -380,7 +381,7 @@ class Sessions:
         until: Callable[[Session], bool] | None = None,
         policy: PollPolicy | None = None,
         timeout: float | None = None,
-    ) -> AsyncIterator[Session]:
+    ) -> Poller:
         """Yield the session now, then at every change of (status, status_detail).
 
         Stops after the first session for which `until` is true (default `is_settled`).
