@@ -6,8 +6,8 @@ Field names are the API's own. Responses are turned into these by the one conver
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar, overload
 
 import attrs
 
@@ -44,6 +44,45 @@ class PullRequest:
     pr_state: str | None = None
 
 
+class _Predicate:
+    """A session test usable both ways: `session.is_settled` is a bool, and
+    `Session.is_settled` is a plain `Session -> bool` callable to pass as `until=`."""
+
+    def __init__(self, fn: Callable[[Session], bool]) -> None:
+        self._fn = fn
+        self.__doc__ = fn.__doc__
+        self.__name__ = fn.__name__
+
+    @overload
+    def __get__(self, obj: None, objtype: type[Any] | None = None) -> Callable[[Session], bool]:
+        ...
+
+    @overload
+    def __get__(self, obj: Session, objtype: type[Any] | None = None) -> bool:
+        ...
+
+    def __get__(
+        self, obj: Session | None, objtype: type[Any] | None = None
+    ) -> bool | Callable[[Session], bool]:
+        if obj is None:
+            return self._fn
+        return self._fn(obj)
+
+
+def _is_terminal(session: Session) -> bool:
+    """Return whether the session ended: status `exit` or `error`."""
+    return _lifecycle.is_terminal(session.status)
+
+
+def _is_settled(session: Session) -> bool:
+    """Return whether nothing more happens without the user.
+
+    Terminal, `suspended`, or `running` with `status_detail` finished / waiting_for_user /
+    waiting_for_approval.
+    """
+    return _lifecycle.is_settled(session.status, session.status_detail)
+
+
 @attrs.frozen
 class Session:
     """A Devin session as the API returns it. Timestamps are Unix seconds, as sent."""
@@ -73,19 +112,11 @@ class Session:
     #: The duplicate guard's token, taken out of `tags` (see `sessions.create`).
     client_token: str | None = None
 
-    @property
-    def is_terminal(self) -> bool:
-        """Return whether the session ended: status `exit` or `error`."""
-        return _lifecycle.is_terminal(self.status)
-
-    @property
-    def is_settled(self) -> bool:
-        """Return whether nothing more happens without the user.
-
-        Terminal, `suspended`, or `running` with `status_detail` finished / waiting_for_user /
-        waiting_for_approval.
-        """
-        return _lifecycle.is_settled(self.status, self.status_detail)
+    #: Whether the session ended (`exit` or `error`). `Session.is_terminal` is the predicate
+    #: to pass as `until=`.
+    is_terminal = _Predicate(_is_terminal)
+    #: Whether nothing more happens without the user. `Session.is_settled` is the predicate.
+    is_settled = _Predicate(_is_settled)
 
     @property
     def phase(self) -> _lifecycle.Phase:

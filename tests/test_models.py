@@ -170,3 +170,10 @@ def test_config_defaults_are_finite_and_frozen() -> None:
 def test_config_rejects_nonsense(cls: type[Any], kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         cls(**kwargs)
+
+
+def test_predicates_work_as_attributes_and_as_until_callables() -> None:
+    done, busy = make_session("exit"), make_session("running", "working")
+    assert done.is_terminal is True and busy.is_terminal is False
+    assert Session.is_terminal(done) is True and Session.is_settled(busy) is False
+    assert list(filter(Session.is_settled, [done, busy])) == [done]

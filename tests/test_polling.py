@@ -565,3 +565,11 @@ async def test_retry_after_on_a_successful_answer_is_honoured(
     seen = await collect(client, "devin-s1", until=is_terminal)
     assert states(seen) == [("running", "working"), ("exit", None)]
     assert clock.sleeps[:3] == [20.0, 20.0, 20.0]  # STILL alone would have slept 2, 4, 8
+
+
+async def test_until_accepts_the_class_predicates(client: DevinClient, org: StubOrg) -> None:
+    org.add("devin-s1", (0, "running", "finished"), (30, "exit", None))
+    final = await client.sessions.wait("devin-s1", until=Session.is_terminal)
+    assert final.status == "exit"
+    org.add("devin-s2", (0, "running", "working"), (30, "running", "finished"))
+    assert (await client.sessions.wait("devin-s2", until=Session.is_settled)).is_settled
