@@ -201,7 +201,8 @@ class DevinClient:
             connect=self.timeouts.connect,
             sock_read=self.timeouts.read,
         )
-        self.limiter = RateLimiter(self._clock, self._sleep)
+        self.limiter = RateLimiter(self._clock, self._sleep,
+                                   max_pause=self.retry.max_retry_after)
         self._sessions: Sessions | None = None
         configure_from_env()
 
@@ -324,7 +325,11 @@ class DevinClient:
                 allow_redirects=False,
                 timeout=timeout or self._timeout,
             ) as resp:
-                body = await self._read_body(resp)
+                length = resp.content_length
+                if length is not None and length <= self._max_body:
+                    body = await resp.read()  # the common case, without another coroutine
+                else:
+                    body = await self._read_body(resp)
                 return resp.status, resp.headers, body
         except aiohttp.ClientConnectorError as exc:
             raise APIConnectionError(
@@ -460,7 +465,8 @@ class DevinClient:
 
     def _may_retry(self, error: BaseException, req: Request, policy: RetryPolicy) -> bool:
         # The one place that says yes to a retry: the predicate, then the shared retry budget.
-        return is_retryable(error, req.kind, policy.max_retry_after) and self.limiter.allow_retry()
+        return (is_retryable(error, req.kind, policy.max_retry_after)
+                and self.limiter.allow_retry(error))
 
 
 def _summary(error: BaseException) -> str:

@@ -128,5 +128,7 @@ async def create_session(client: DevinClient, request: CreateSessionRequest, *,
             logger.info("create %s had happened: found %s", token, found.session_id)
             return found
         # Not found: the create did not happen, so sending it again cannot duplicate it.
-        if attempt >= policy.max_attempts or client._clock() >= deadline:
+        # The resend spends from the shared retry budget, so an outage is not multiplied.
+        if (attempt >= policy.max_attempts or client._clock() >= deadline
+                or not client.limiter.allow_retry(last)):
             raise last

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._errors import MalformedResponseError
-from ._models import Attachment, BatchResult, CreateSessionRequest, Message, Page, Session
+from ._models import Attachment, CreateSessionRequest, Message, Page, Session
 from ._protocol import (
     Kind,
     Request,
@@ -30,6 +30,7 @@ from ._protocol import (
 if TYPE_CHECKING:
     from ._client import DevinClient
     from ._config import PollPolicy
+    from ._fanout import CreateMany
     from ._polling import Poller
 
 __all__ = ["Paginator", "Sessions"]
@@ -212,8 +213,15 @@ class Sessions:
         | AsyncIterable[CreateSessionRequest | Mapping[str, Any]],
         *,
         concurrency: int = 8,
-    ) -> AsyncIterator[BatchResult]:
-        """Create many sessions, at most `concurrency` at once; yield results as they finish."""
+    ) -> CreateMany:
+        """Create many sessions, at most `concurrency` at once; yield results as they finish.
+
+        The iterator is also an async context manager; leaving it (or `aclose()`) cancels the
+        creates in flight, `stop()` lets them finish and be reported. See `_fanout`.
+
+        Raises:
+            ValueError: `concurrency` is not an int >= 1, or `requests` is not an iterable.
+        """
         from ._fanout import create_many
 
         return create_many(self._client, requests, concurrency=concurrency)

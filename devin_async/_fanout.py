@@ -1,0 +1,244 @@
+"""`create_many`: many duplicate-safe creates, at most `concurrency` at once, as they finish.
+
+Why it is built this way:
+- Workers, not a driver inside `__anext__`. A worker pulls the next request only when it is free,
+  creates it, and queues the result; the consumer reads the queue. So slots refill as soon as a
+  create ends (not when the consumer next asks), and a request source that waits on the
+  consumer cannot deadlock the batch. Workers are spawned one per pulled request up to
+  `concurrency`, so a short batch never starts idle tasks.
+- Lazy and bounded. Pulls happen under a lock (an async generator cannot be advanced twice at
+  once), and a semaphore caps requests pulled but not yet consumed at 2 x `concurrency`: a
+  100,000-request generator is never materialized, even behind a slow consumer.
+- One result per request. Each request is parsed and validated alone, and every exception of
+  its create (a `ValueError`, a `DevinError`, anything but a cancellation) becomes its
+  `BatchResult.error`; nothing one request does can hide another's result.
+- Stopping. `stop()` pulls nothing more and ends the iteration once the creates in flight are
+  reported. `aclose()` (also `async with`, cancelling a pending `__anext__`, or dropping the
+  iterator, e.g. `break`) pulls nothing more and *cancels* the creates in flight, then waits for
+  them to unwind: leaving should be prompt, not hostage to a create's retries. A cancelled create
+  may still have reached the server; its session then carries its client token tag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._create import create_session
+from ._models import BatchResult, CreateSessionRequest
+
+if TYPE_CHECKING:
+    from ._client import DevinClient
+
+__all__ = ["CreateMany", "create_many"]
+
+RequestLike = CreateSessionRequest | Mapping[str, Any]
+Requests = Iterable[RequestLike] | AsyncIterable[RequestLike]
+
+
+class _End:
+    """The marker the last worker queues: no more results."""
+
+
+_END = _End()
+
+
+def create_many(client: DevinClient, requests: Requests, *, concurrency: int = 8) -> CreateMany:
+    """Create a session per request, at most `concurrency` at once; yield results as they end.
+
+    Args:
+        client: the client whose limiter, retries and duplicate guard every create shares.
+        requests: an iterable or async iterable of `CreateSessionRequest` or dicts of its
+            fields, consumed lazily (the next one is pulled only when a worker is free).
+        concurrency: the most creates in flight at once (an int >= 1).
+
+    Raises:
+        ValueError: `concurrency` is not an int >= 1, or `requests` is not an iterable of
+            requests (a single dict or string, say), before anything is sent.
+    """
+    return CreateMany(client, requests, concurrency=concurrency)
+
+
+class _Batch:
+    """The running state shared by the workers (the iterator only points at it)."""
+
+    def __init__(self, client: DevinClient, requests: Requests, concurrency: int) -> None:
+        self.client = client
+        self.concurrency = concurrency
+        self.sync_source: Iterator[RequestLike] | None = None
+        self.async_source: AsyncIterator[RequestLike] | None = None
+        if isinstance(requests, AsyncIterable):
+            self.async_source = aiter(requests)
+        else:
+            self.sync_source = iter(requests)
+        self.results: asyncio.Queue[BatchResult | _End] = asyncio.Queue()
+        self.credits = asyncio.Semaphore(2 * concurrency)
+        self.pull_lock = asyncio.Lock()
+        self.workers: set[asyncio.Task[None]] = set()
+        self.live = 0
+        self.next_index = 0
+        self.exhausted = False
+        self.stopping = False
+        self.source_error: BaseException | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.spawn()
+
+    def spawn(self) -> None:
+        self.live += 1
+        assert self.loop is not None
+        task = self.loop.create_task(self.work())
+        self.workers.add(task)
+        task.add_done_callback(self.workers.discard)
+
+    async def pull(self) -> tuple[int, RequestLike] | None:
+        """Take the next request, or None when there is none (or we are stopping)."""
+        async with self.pull_lock:
+            if self.exhausted or self.stopping:
+                return None
+            try:
+                if self.async_source is not None:
+                    item = await anext(self.async_source)
+                else:
+                    assert self.sync_source is not None
+                    item = next(self.sync_source)
+            except (StopIteration, StopAsyncIteration):
+                self.exhausted = True
+                return None
+            except Exception as exc:  # the caller's source broke: end after what is in flight
+                self.exhausted = True
+                self.source_error = exc
+                return None
+            index = self.next_index
+            self.next_index += 1
+            if self.live < self.concurrency and not self.stopping:
+                self.spawn()
+            return index, item
+
+    async def work(self) -> None:
+        try:
+            while True:
+                await self.credits.acquire()
+                pulled = await self.pull()
+                if pulled is None:
+                    self.credits.release()
+                    return
+                index, item = pulled
+                self.results.put_nowait(await self.run_one(index, item))
+        finally:
+            self.live -= 1
+            if self.live == 0 and not self.stopping_hard():
+                self.results.put_nowait(_END)
+
+    def stopping_hard(self) -> bool:
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() > 0
+
+    async def run_one(self, index: int, item: Any) -> BatchResult:
+        try:
+            request = (item if isinstance(item, CreateSessionRequest)
+                       else CreateSessionRequest.from_dict(item))
+            request.validate()
+            session = await create_session(self.client, request)
+        except Exception as exc:
+            return BatchResult(index, item, error=exc)
+        return BatchResult(index, item, session=session)
+
+    def cancel(self) -> None:
+        self.stopping = True
+        for task in list(self.workers):
+            task.cancel()
+
+    def abandon(self) -> None:
+        """Cancel the workers of an iterator that was dropped without aclose() (e.g. `break`)."""
+        loop = self.loop
+        if loop is None or loop.is_closed() or not self.workers:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self.cancel()
+        else:
+            loop.call_soon_threadsafe(self.cancel)
+
+
+class CreateMany:
+    """The async iterator `create_many` returns: `BatchResult`s in completion order.
+
+    Also an async context manager (`async with ... as results:`) that closes on exit.
+    """
+
+    def __init__(self, client: DevinClient, requests: Requests, *, concurrency: int = 8) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if isinstance(requests, str | bytes | Mapping | CreateSessionRequest) or not isinstance(
+            requests, Iterable | AsyncIterable
+        ):
+            raise ValueError(
+                "requests must be an iterable or async iterable of CreateSessionRequest or "
+                f"dicts, got {type(requests).__name__}"
+            )
+        self._batch = _Batch(client, requests, concurrency)
+        self._started = False
+        self._done = False
+        self._finalizer = weakref.finalize(self, _Batch.abandon, self._batch)
+        self._finalizer.atexit = False
+
+    def __aiter__(self) -> CreateMany:
+        return self
+
+    async def __anext__(self) -> BatchResult:
+        batch = self._batch
+        if self._done:
+            raise StopAsyncIteration
+        if not self._started:
+            self._started = True
+            batch.start()
+        try:
+            result = await batch.results.get()
+        except asyncio.CancelledError:
+            await self._shutdown()
+            raise
+        if isinstance(result, _End):
+            self._done = True
+            self._finalizer.detach()
+            error, batch.source_error = batch.source_error, None
+            if error is not None:
+                raise error
+            raise StopAsyncIteration
+        batch.credits.release()
+        return result
+
+    def stop(self) -> None:
+        """Pull no more requests; the iteration ends once the creates in flight are reported."""
+        self._batch.stopping = True
+
+    async def aclose(self) -> None:
+        """Pull no more requests, cancel the creates in flight, and wait for them to unwind."""
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        self._done = True
+        self._finalizer.detach()
+        batch = self._batch
+        workers = list(batch.workers)
+        batch.cancel()
+        if workers:
+            await asyncio.wait(workers)
+
+    async def __aenter__(self) -> CreateMany:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def pulled(self) -> int:
+        """Return how many requests were taken from the source so far."""
+        return self._batch.next_index
