@@ -22,7 +22,7 @@ async def test_demo_runs_as_designed(capsys: pytest.CaptureFixture[str]) -> None
     header = next(i for i, line in enumerate(lines) if line.startswith("#  TITLE"))
     table = lines[header + 1 : header + 7]
     assert [row.split()[1] for row in table] == [f"demo-{i:02d}" for i in range(1, 7)]
-    assert sum("error/error" in row for row in table) == 1
+    assert sum(row.split()[3] == "error" for row in table) == 1
     assert sum("not created" in row for row in table) == 1
     assert "demo-06 not created: ValueError: session_links is required" in captured.out
     assert lines[-1].startswith("6 requested · 5 created · 1 not created · 1 ended in error · ")

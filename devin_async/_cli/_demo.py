@@ -47,7 +47,7 @@ ERROR_SCRIPT = (
     ("new", None, 0.0),
     ("claimed", None, 1.0),
     ("running", "working", 2.0),
-    ("error", "error", 8.0),
+    ("error", None, 8.0),
 )
 THROTTLE_RETRY_AFTER = 0.25  # seconds the injected 429s ask the client to wait
 THROTTLE_DELAY = 0.3  # real seconds the server holds a 429 before answering
