@@ -27,6 +27,7 @@ from ._errors import (
     UnprocessableEntityError,
     WaitTimeoutError,
 )
+from ._fanout import CreateMany
 from ._instrument import RequestEvent, ResponseEvent, RetryEvent
 from ._lifecycle import Phase
 from ._models import (
@@ -39,6 +40,7 @@ from ._models import (
     Session,
     SessionEvent,
 )
+from ._polling import Poller
 from ._sessions import Paginator, Sessions
 from ._version import __version__
 from ._watcher import Watcher
@@ -53,6 +55,7 @@ __all__ = [
     "BatchResult",
     "ClientClosedError",
     "ConflictError",
+    "CreateMany",
     "CreateSessionRequest",
     "CreateUnconfirmedError",
     "DevinClient",
@@ -66,6 +69,7 @@ __all__ = [
     "PermissionDeniedError",
     "Phase",
     "PollPolicy",
+    "Poller",
     "PullRequest",
     "RateLimitError",
     "RequestEvent",

@@ -1,0 +1,149 @@
+"""Run devin_async's benchmarks and print each figure beside its target.
+
+    python -m benchmarks                 # everything (under 3 minutes on 2 cores)
+    python -m benchmarks --only http     # one group: http, decode, import
+    python -m benchmarks --quick         # fewer, shorter rounds (a smoke run)
+    python -m benchmarks --profile sdk_get --concurrency 1   # pyinstrument call tree, then exit
+    python -m benchmarks.bench_http      # (or bench_decode, bench_import) one group alone
+
+The official SDK comparison needs the optional extra: `pip install -e '.[bench]'`; the
+instruction counts need `perf` (skipped without it).
+Every figure is a ratio or a count measured in this run. HTTP figures come from servers in a
+separate process: the FakeDevinServer (the targets), then a minimal canned-answer server on which
+the client is the bottleneck. Raw samples go to benchmarks/results/<time>.json (and latest.json).
+Other benchmark commands, run separately: `python -m benchmarks.bench_watch`,
+`python -m benchmarks.bench_fanout`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def print_table(figures: list[dict[str, Any]]) -> None:
+    """Print figures as a table: figure, value, target, pass/fail."""
+    rows = [("figure", "value", "target", "result")]
+    for f in figures:
+        result = "-" if f["ok"] is None else ("PASS" if f["ok"] else "FAIL")
+        rows.append((f["figure"], f["value"], f["target"], result))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for n, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    details = [f for f in figures if f.get("detail")]
+    if details:
+        print()
+        for f in details:
+            print(f"{f['figure']}: {f['detail']}")
+
+
+def machine() -> dict[str, Any]:
+    """Describe the machine the figures were measured on."""
+    import aiohttp
+
+    from devin_async import __version__
+
+    return {"nproc": os.cpu_count(), "python": platform.python_version(),
+            "implementation": platform.python_implementation(), "platform": platform.platform(),
+            "processor": _cpu_model(), "aiohttp": aiohttp.__version__,
+            "devin_async": __version__, "load_avg": os.getloadavg()}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def save(figures: list[dict[str, Any]], raw: dict[str, Any], info: dict[str, Any]) -> Path:
+    """Write the figures and raw samples as JSON under benchmarks/results/."""
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    data = {"machine": info, "figures": figures, "raw": raw}
+    path = RESULTS / f"{stamp}.json"
+    text = json.dumps(data, indent=2, default=str)
+    path.write_text(text)
+    (RESULTS / "latest.json").write_text(text)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=("http", "decode", "import"), action="append")
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
+    parser.add_argument("--rounds", type=int, default=None, help="HTTP rounds per scenario")
+    parser.add_argument("--no-devinai", action="store_true", help="skip the official SDK")
+    parser.add_argument("--fake-only", action="store_true",
+                        help="HTTP figures on the FakeDevinServer only (not the minimal server)")
+    parser.add_argument("--no-perf", action="store_true",
+                        help="skip counting instructions per request with perf")
+    parser.add_argument("--profile", metavar="CONTENDER",
+                        help="profile one contender (sdk_get, raw_get, sdk_create, ...) and exit")
+    parser.add_argument("--concurrency", type=int, default=1, help="with --profile")
+    parser.add_argument("--server", choices=("minimal", "fake"), default="minimal",
+                        help="with --profile")
+    args = parser.parse_args(argv)
+
+    if args.profile:
+        from . import bench_http
+
+        bench_http.profile(args.profile, args.concurrency, kind=args.server)
+        return 0
+
+    groups = args.only or ["import", "decode", "http"]
+    figures: list[dict[str, Any]] = []
+    raw: dict[str, Any] = {}
+    info = machine()
+    started = time.perf_counter()
+    print(f"machine: {info['nproc']} cores, {info['processor']}, Python {info['python']}, "
+          f"aiohttp {info['aiohttp']}; load {info['load_avg'][0]:.2f}", flush=True)
+    if "import" in groups:
+        from . import bench_import
+
+        print("import times ...", flush=True)
+        got, raw["import"] = bench_import.run(runs=3 if args.quick else 7)
+        figures += got
+    if "decode" in groups:
+        from . import bench_decode
+
+        print("decoding and memory ...", flush=True)
+        got, raw["decode"] = bench_decode.run(quick=args.quick)
+        figures += got
+    if "http" in groups:
+        from . import bench_http
+
+        print("HTTP throughput ...", flush=True)
+        rounds = args.rounds or (2 if args.quick else 5)
+        got, raw["http"] = bench_http.run(rounds=rounds, duration=0.3 if args.quick else 0.5,
+                                          devinai=not args.no_devinai,
+                                          minimal=not args.fake_only,
+                                          count_instructions=not args.no_perf)
+        figures += got
+    info["seconds"] = round(time.perf_counter() - started, 1)
+    info["load_avg_after"] = os.getloadavg()
+    print()
+    print_table(figures)
+    path = save(figures, raw, info)
+    print(f"\n{len(figures)} figures in {info['seconds']} s (load average now "
+          f"{info['load_avg_after'][0]:.2f}); raw results: {path}")
+    failed = [f for f in figures if f["ok"] is False]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

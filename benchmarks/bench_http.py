@@ -1,0 +1,404 @@
+"""HTTP throughput: devin_async vs raw aiohttp vs the official `devinai` SDK, same server, same run.
+
+Every contender talks to one server running in another process (see `_server_proc`): the
+FakeDevinServer (the figures with targets) and then a minimal canned-answer server, on which the
+client is the bottleneck. A scenario (an endpoint at a concurrency) runs several rounds; in each
+round every contender runs for the same wall time, in an order rotated round by round, and each
+figure is the median over rounds of the ratio of two contenders in that round, so a burst of load
+on the machine hits both sides of a ratio alike.
+
+Each sample also records the client's and the server's CPU time per request: the throughput ratio
+tends to 1 when the server is the bottleneck, while client CPU per request still shows what the
+SDK itself costs. Where `perf` works, the client's user-space instructions per request are counted
+too (in child processes, by difference between a short and a long run, so start-up and imports
+cancel out): a count that other load on the machine does not disturb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import aiohttp
+
+from devin_async import DevinClient
+
+from ._server_proc import ROOT, ServerProcess
+
+Call = Callable[[int], Awaitable[Any]]
+Samples = dict[str, list[dict[str, float]]]
+
+#: The create body of every contender: a full body, every documented field a user commonly sets.
+CREATE_FIELDS: dict[str, Any] = {
+    "prompt": "Fix the flaky integration test in tests/test_api.py and open a PR",
+    "title": "Fix flaky test",
+    "tags": ["bench", "team-platform"],
+    "repos": ["acme/api"],
+    "knowledge_ids": ["note-1", "note-2"],
+    "secret_ids": ["secret-1"],
+    "playbook_id": "playbook-42",
+    "max_acu_limit": 10,
+    "bypass_approval": False,
+}
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process `pid`, 0 if unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+async def measure(call: Call, concurrency: int, duration: float, server_pid: int = 0,
+                  stats: Callable[[], Awaitable[int]] | None = None) -> dict[str, float]:
+    """Run `call` from `concurrency` workers for `duration` s; return rate and CPU per request.
+
+    With `stats` (the minimal server's connection count), also the connections opened.
+    """
+    count = 0
+    deadline = 0.0
+
+    async def worker(index: int) -> None:
+        nonlocal count
+        i = index
+        while time.perf_counter() < deadline:
+            await call(i)
+            count += 1
+            i += concurrency
+
+    conns0 = await stats() if stats else 0
+    server0 = _proc_cpu(server_pid) if server_pid else 0.0
+    cpu0 = time.process_time()
+    start = time.perf_counter()
+    deadline = start + duration
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
+    server = (_proc_cpu(server_pid) - server0) if server_pid else 0.0
+    n = max(count, 1)
+    sample = {"requests": count, "seconds": elapsed, "rate": count / elapsed,
+              "cpu_us": cpu / n * 1e6, "server_cpu_us": server / n * 1e6}
+    if stats:
+        sample["connections"] = await stats() - conns0
+    return sample
+
+
+class Contenders:
+    """The clients under test, all open on one event loop, each exposed as `call(i)`."""
+
+    def __init__(self, server: ServerProcess, stack: AsyncExitStack) -> None:
+        self.server = server
+        self.stack = stack
+        self.ids = server.session_ids
+        self.base = f"{server.url}/v3beta1/organizations/{server.org_id}/sessions"
+        self.headers = {"Authorization": f"Bearer {server.api_key}",
+                        "Accept": "application/json"}
+        self.calls: dict[str, Call] = {}
+        self.stats: Callable[[], Awaitable[int]] | None = None
+
+    async def open(self, *, devinai: bool) -> None:
+        raw = await self.stack.enter_async_context(aiohttp.ClientSession())
+        client = await self.stack.enter_async_context(DevinClient(
+            api_key=self.server.api_key, org_id=self.server.org_id, base_url=self.server.url))
+        ids, base, headers = self.ids, self.base, self.headers
+        n = len(ids)
+
+        async def raw_get(i: int) -> Any:
+            async with raw.get(f"{base}/{ids[i % n]}", headers=headers) as resp:
+                return await resp.json()
+
+        async def sdk_get(i: int) -> Any:
+            return await client.sessions.get(ids[i % n])
+
+        async def raw_create(i: int) -> Any:
+            async with raw.post(base, json=CREATE_FIELDS, headers=headers) as resp:
+                return await resp.json()
+
+        async def sdk_create(i: int) -> Any:
+            return await client.sessions.create(**CREATE_FIELDS, client_token=False)
+
+        async def sdk_create_token(i: int) -> Any:
+            return await client.sessions.create(**CREATE_FIELDS)
+
+        self.calls.update(raw_get=raw_get, sdk_get=sdk_get, raw_create=raw_create,
+                          sdk_create=sdk_create, sdk_create_token=sdk_create_token)
+        if self.server.kind == "minimal":
+            probe = await self.stack.enter_async_context(aiohttp.ClientSession())
+            stats_url = f"{self.server.url}/__stats"
+
+            async def stats() -> int:
+                async with probe.get(stats_url) as resp:
+                    count: int = (await resp.json())["connections"]
+                    return count
+
+            self.stats = stats
+        if devinai:
+            self.calls["devinai_get"] = await self._open_devinai()
+
+    async def _open_devinai(self) -> Call:
+        import devin_sdk  # the official SDK, from the optional `bench` extra
+
+        sdk = devin_sdk.AsyncDevinSDK(api_key=self.server.api_key, base_url=self.server.url)
+        self.stack.push_async_callback(sdk.close)
+        ids, org, n = self.ids, self.server.org_id, len(self.ids)
+        retrieve = sdk.organizations.sessions.retrieve
+
+        async def devinai_get(i: int) -> Any:
+            return await retrieve(ids[i % n], org_id=org)
+
+        return devinai_get
+
+
+async def scenario(contenders: Contenders, names: list[str], concurrency: int, *,
+                   rounds: int, duration: float) -> Samples:
+    """Run `rounds` rounds of every contender in `names`; return their samples by name."""
+    pid = contenders.server.pid
+    samples: Samples = {name: [] for name in names}
+    for name in names:  # warm up: open the keep-alive connections, fill caches
+        await measure(contenders.calls[name], concurrency, min(0.2, duration))
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            samples[name].append(await measure(contenders.calls[name], concurrency, duration,
+                                               pid, contenders.stats))
+    return samples
+
+
+def ratio(samples: Samples, a: str, b: str, key: str = "rate") -> float:
+    """Median over rounds of samples[a][key] / samples[b][key]."""
+    return statistics.median(x[key] / y[key] for x, y in zip(samples[a], samples[b], strict=True))
+
+
+def _per_k(samples: list[dict[str, float]]) -> float:
+    requests = max(sum(s["requests"] for s in samples), 1)
+    return 1000 * sum(s["connections"] for s in samples) / requests
+
+
+def _median(samples: list[dict[str, float]], key: str) -> float:
+    return statistics.median(s[key] for s in samples)
+
+
+#: (endpoint, contenders, (numerator, denominator, target or None) per figure)
+_GET = ("get", ["raw_get", "sdk_get", "devinai_get"],
+        [("sdk_get", "raw_get", 0.85), ("sdk_get", "devinai_get", None),
+         ("devinai_get", "raw_get", None)])
+_CREATE = ("create", ["raw_create", "sdk_create", "sdk_create_token"],
+           [("sdk_create", "raw_create", 0.85), ("sdk_create_token", "raw_create", None)])
+_LABEL = {"raw_get": "raw aiohttp", "sdk_get": "devin_async", "devinai_get": "devinai 0.1.0",
+          "raw_create": "raw aiohttp", "sdk_create": "devin_async (no token)",
+          "sdk_create_token": "devin_async (token tag)"}
+_DEVINAI_TARGET = {1: 3.0, 50: 15.0}
+
+
+async def _run(server: ServerProcess, *, rounds: int, duration: float, devinai: bool,
+               plans: tuple[Any, ...]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    figures: list[dict[str, Any]] = []
+    raw: dict[str, Any] = {}
+    async with AsyncExitStack() as stack:
+        contenders = Contenders(server, stack)
+        await contenders.open(devinai=devinai)
+        for endpoint, names, pairs in plans:
+            names = [n for n in names if n in contenders.calls]
+            for conc in (1, 50):
+                samples = await scenario(contenders, names, conc, rounds=rounds,
+                                         duration=duration)
+                raw[f"{endpoint}_c{conc}"] = samples
+                for a, b, target in pairs:
+                    if a not in samples or b not in samples:
+                        continue
+                    if b == "devinai_get":
+                        target = _DEVINAI_TARGET[conc]
+                    name = f"{server.kind}: {endpoint} c={conc}: {_LABEL[a]} / {_LABEL[b]}"
+                    figures.append(_figure(name, samples, a, b, target))
+                if "connections" in samples[names[0]][0] and endpoint == "get" and conc == 50:
+                    figures += _connection_figures(server.kind, samples)
+    return figures, raw
+
+
+def _figure(name: str, samples: Samples, a: str, b: str,
+            target: float | None) -> dict[str, Any]:
+    value = ratio(samples, a, b)
+    cpu = ratio(samples, a, b, "cpu_us")
+    sa, sb = samples[a], samples[b]
+    detail = (f"{_median(sa, 'rate'):.0f} vs {_median(sb, 'rate'):.0f} req/s; client CPU/req "
+              f"{_median(sa, 'cpu_us'):.0f} vs {_median(sb, 'cpu_us'):.0f} us ({cpu:.2f}x); "
+              f"server CPU/req {_median(sa, 'server_cpu_us'):.0f} vs "
+              f"{_median(sb, 'server_cpu_us'):.0f} us")
+    if "connections" in sa[0]:
+        detail += (f"; new TCP connections per 1000 requests {_per_k(sa):.0f} vs "
+                   f"{_per_k(sb):.0f}")
+    return {"figure": name, "value": f"{value:.2f}x",
+            "target": "-" if target is None else f">= {target}x",
+            "ok": None if target is None else value >= target, "raw": value, "detail": detail}
+
+
+def _connection_figures(kind: str, samples: Samples) -> list[dict[str, Any]]:
+    out = []
+    for name in ("sdk_get", "devinai_get"):
+        if name in samples:
+            value = _per_k(samples[name])
+            ok = value == 0 if name == "sdk_get" else None
+            out.append({"figure": f"{kind}: get c=50: new TCP connections per 1000 requests, "
+                                  f"{_LABEL[name]}", "value": f"{value:.0f}",
+                        "target": "0 (keep-alive)" if ok is not None else "-", "ok": ok,
+                        "raw": value, "detail": ""})
+    return out
+
+
+def run(*, rounds: int = 5, duration: float = 0.5, devinai: bool = True,
+        minimal: bool = True, count_instructions: bool = True,
+        sessions: int = 100) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run every HTTP scenario on each server; return (figures, raw samples)."""
+    if devinai:
+        try:
+            import devin_sdk  # noqa: F401
+        except ImportError:
+            devinai = False
+    figures: list[dict[str, Any]] = []
+    raw: dict[str, Any] = {}
+    kinds = ["fake", "minimal"] if minimal else ["fake"]
+    for kind in kinds:
+        with ServerProcess(sessions=sessions, kind=kind) as server:
+            # Creates only on the fake server: the minimal one is there for the client-bound
+            # view of `get`, the endpoint the official SDK comparison is about.
+            plans = (_GET, _CREATE) if kind == "fake" else (_GET,)
+            got, raw[kind] = asyncio.run(_run(server, rounds=rounds, duration=duration,
+                                              devinai=devinai, plans=plans))
+            figures += got
+            if kind == kinds[-1] and count_instructions:
+                names = ["raw_get", "sdk_get", "raw_create", "sdk_create"]
+                names += ["devinai_get"] if devinai else []
+                counts = instructions(server, names)
+                raw["instructions"] = counts
+                figures += _instruction_figures(counts)
+    if not devinai:
+        figures.append({"figure": "devinai comparison skipped: pip install -e '.[bench]'",
+                        "value": "-", "target": "-", "ok": None, "raw": None, "detail": ""})
+    return figures, raw
+
+
+# -- instructions per request (perf) --------------------------------------------------------
+
+INSTR_SHORT, INSTR_LONG = 50, 350
+
+
+class _Info(ServerProcess):
+    """A running server's coordinates, handed to a child process (which starts no server)."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        super().__init__(kind=info["kind"])
+        self.url, self.api_key, self.org_id = info["url"], info["api_key"], info["org_id"]
+        self.session_ids = info["session_ids"]
+
+
+async def _instr_loop(what: str, count: int, info: dict[str, Any]) -> None:
+    async with AsyncExitStack() as stack:
+        contenders = Contenders(_Info(info), stack)
+        await contenders.open(devinai=what.startswith("devinai"))
+        call = contenders.calls[what]
+        for i in range(count):
+            await call(i)
+
+
+def _perf_instructions(what: str, count: int, info: str) -> int:
+    out = subprocess.run(
+        ["perf", "stat", "-x", ",", "-e", "instructions:u", sys.executable, "-m",
+         "benchmarks.bench_http", "--instr-child", what, str(count)],
+        input=info, capture_output=True, text=True, check=True, timeout=120, cwd=ROOT)
+    for line in out.stderr.splitlines():
+        fields = line.split(",")
+        if len(fields) > 2 and fields[2].startswith("instructions") and fields[0].isdigit():
+            return int(fields[0])
+    raise RuntimeError(f"perf printed no instruction count: {out.stderr[-300:]}")
+
+
+def instructions(server: ServerProcess, names: list[str]) -> dict[str, float] | None:
+    """Count user-space instructions per request of each contender (None without perf)."""
+    if shutil.which("perf") is None:
+        return None
+    info = json.dumps({"kind": server.kind, "url": server.url, "api_key": server.api_key,
+                       "org_id": server.org_id, "session_ids": server.session_ids})
+    try:
+        _perf_instructions(names[0], 1, info)
+    except (subprocess.SubprocessError, RuntimeError):
+        return None  # perf is there but cannot count here (no PMU, perf_event_paranoid)
+    per: dict[str, float] = {}
+    for name in names:
+        short = _perf_instructions(name, INSTR_SHORT, info)
+        long = _perf_instructions(name, INSTR_LONG, info)
+        per[name] = (long - short) / (INSTR_LONG - INSTR_SHORT)
+    return per
+
+
+def _instruction_figures(counts: dict[str, float] | None) -> list[dict[str, Any]]:
+    if counts is None:
+        return [{"figure": "client instructions per request: perf unavailable", "value": "-",
+                 "target": "-", "ok": None, "raw": None, "detail": ""}]
+    out = []
+    for a, b in (("sdk_get", "raw_get"), ("sdk_create", "raw_create"),
+                 ("devinai_get", "sdk_get")):
+        if a in counts and b in counts:
+            out.append({
+                "figure": f"client instructions/request: {_LABEL[a]} / {_LABEL[b]}",
+                "value": f"{counts[a] / counts[b]:.2f}x", "target": "-", "ok": None,
+                "raw": counts[a] / counts[b],
+                "detail": f"{counts[a] / 1e3:.0f}k vs {counts[b] / 1e3:.0f}k instructions"})
+    return out
+
+
+# -- profiling --------------------------------------------------------------------------------
+
+async def _profile_loop(server: ServerProcess, what: str, concurrency: int,
+                        seconds: float) -> None:
+    async with AsyncExitStack() as stack:
+        contenders = Contenders(server, stack)
+        await contenders.open(devinai=what.startswith("devinai"))
+        call = contenders.calls[what]
+        await measure(call, concurrency, 0.3)
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0002, async_mode="disabled")
+        profiler.start()
+        sample = await measure(call, concurrency, seconds)
+        profiler.stop()
+        print(profiler.output_text(unicode=True, color=False, show_all=False))
+        print(f"{what} c={concurrency}: {sample['rate']:.0f} req/s, "
+              f"{sample['cpu_us']:.0f} us CPU/request (under the profiler)")
+
+
+def profile(what: str = "sdk_get", concurrency: int = 1, seconds: float = 5.0,
+            kind: str = "minimal") -> None:
+    """Profile one contender's hot path with pyinstrument and print the call tree."""
+    with ServerProcess(sessions=100, kind=kind) as server:
+        asyncio.run(_profile_loop(server, what, concurrency, seconds))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--instr-child", nargs=2, metavar=("CONTENDER", "COUNT"))
+    args = parser.parse_args()
+    if args.instr_child:
+        what, count = args.instr_child
+        asyncio.run(_instr_loop(what, int(count), json.loads(sys.stdin.read())))
+        return
+    from .__main__ import print_table
+
+    print_table(run()[0])
+
+
+if __name__ == "__main__":
+    main()
