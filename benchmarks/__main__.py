@@ -1,18 +1,30 @@
 """Run devin_async's benchmarks and print each figure beside its target.
 
-    python -m benchmarks                 # everything (under 3 minutes on 2 cores)
-    python -m benchmarks --only http     # one group: http, decode, import
-    python -m benchmarks --quick         # fewer, shorter rounds (a smoke run)
+    python -m benchmarks                  # every group (under 3 minutes on 2 cores)
+    python -m benchmarks --only http      # one group: import, decode, http, watch, fanout
+    python -m benchmarks --only watch --only fanout   # --only repeats: several groups
+    python -m benchmarks --quick          # fewer, shorter rounds (a smoke run)
+    python -m benchmarks --fake-only --no-devinai --no-perf   # narrower HTTP group
     python -m benchmarks --profile sdk_get --concurrency 1   # pyinstrument call tree, then exit
-    python -m benchmarks.bench_http      # (or bench_decode, bench_import) one group alone
+
+Each group also runs alone, printing its own report:
+
+    python -m benchmarks.bench_import     # import time
+    python -m benchmarks.bench_decode     # decoding and memory
+    python -m benchmarks.bench_http       # HTTP throughput
+    python -m benchmarks.bench_watch [--sizes 100,1000,10000] [--cycles 15]   # watch(), wait()
+    python -m benchmarks.bench_fanout     # create_many under a rate limit and under faults
+    python -m benchmarks._server_proc --help   # the benchmark server alone (a JSON line, then
+                                               # serves until stdin closes)
 
 The official SDK comparison needs the optional extra: `pip install -e '.[bench]'`; the
 instruction counts need `perf` (skipped without it).
 Every figure is a ratio or a count measured in this run. HTTP figures come from servers in a
 separate process: the FakeDevinServer (the targets), then a minimal canned-answer server on which
-the client is the bottleneck. Raw samples go to benchmarks/results/<time>.json (and latest.json).
-Other benchmark commands, run separately: `python -m benchmarks.bench_watch`,
-`python -m benchmarks.bench_fanout`.
+the client is the bottleneck. The watch and fan-out groups also run FakeDevinServers in child
+processes (with churn, a rate limit and random faults); --quick shortens watch but not fan-out,
+whose figures are against a fixed 10 s ideal. Raw samples go to benchmarks/results/<time>.json
+(and latest.json), with the seconds each group took.
 """
 
 from __future__ import annotations
@@ -23,10 +35,13 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+GROUPS = ("import", "decode", "http", "watch", "fanout")
+DEFAULT_GROUPS = GROUPS
 
 
 def print_table(figures: list[dict[str, Any]]) -> None:
@@ -81,10 +96,57 @@ def save(figures: list[dict[str, Any]], raw: dict[str, Any], info: dict[str, Any
     return path
 
 
+Measured = tuple[list[dict[str, Any]], dict[str, Any]]
+
+
+def _import(args: argparse.Namespace) -> Measured:
+    from . import bench_import
+
+    return bench_import.run(runs=3 if args.quick else 7)
+
+
+def _decode(args: argparse.Namespace) -> Measured:
+    from . import bench_decode
+
+    return bench_decode.run(quick=args.quick)
+
+
+def _http(args: argparse.Namespace) -> Measured:
+    from . import bench_http
+
+    rounds = args.rounds or (2 if args.quick else 5)
+    return bench_http.run(rounds=rounds, duration=0.3 if args.quick else 0.5,
+                          devinai=not args.no_devinai, minimal=not args.fake_only,
+                          count_instructions=not args.no_perf)
+
+
+def _watch(args: argparse.Namespace) -> Measured:
+    from . import bench_watch
+
+    return bench_watch.run(quick=args.quick)
+
+
+def _fanout(args: argparse.Namespace) -> Measured:
+    from . import bench_fanout
+
+    return bench_fanout.run(quick=args.quick)
+
+
+#: Each group: what is printed while it runs, and how it is measured (imported only then).
+_GROUP_RUNNERS: dict[str, tuple[str, Callable[[argparse.Namespace], Measured]]] = {
+    "import": ("import times", _import),
+    "decode": ("decoding and memory", _decode),
+    "http": ("HTTP throughput", _http),
+    "watch": ("watch and wait", _watch),
+    "fanout": ("fan-out under a rate limit and under faults", _fanout),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("http", "decode", "import"), action="append")
+    parser.add_argument("--only", choices=GROUPS, action="append",
+                        help="run this group (repeatable); default: " + " ".join(DEFAULT_GROUPS))
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
     parser.add_argument("--rounds", type=int, default=None, help="HTTP rounds per scenario")
     parser.add_argument("--no-devinai", action="store_true", help="skip the official SDK")
@@ -105,41 +167,29 @@ def main(argv: list[str] | None = None) -> int:
         bench_http.profile(args.profile, args.concurrency, kind=args.server)
         return 0
 
-    groups = args.only or ["import", "decode", "http"]
+    groups = args.only or list(DEFAULT_GROUPS)
     figures: list[dict[str, Any]] = []
     raw: dict[str, Any] = {}
     info = machine()
     started = time.perf_counter()
     print(f"machine: {info['nproc']} cores, {info['processor']}, Python {info['python']}, "
           f"aiohttp {info['aiohttp']}; load {info['load_avg'][0]:.2f}", flush=True)
-    if "import" in groups:
-        from . import bench_import
-
-        print("import times ...", flush=True)
-        got, raw["import"] = bench_import.run(runs=3 if args.quick else 7)
-        figures += got
-    if "decode" in groups:
-        from . import bench_decode
-
-        print("decoding and memory ...", flush=True)
-        got, raw["decode"] = bench_decode.run(quick=args.quick)
-        figures += got
-    if "http" in groups:
-        from . import bench_http
-
-        print("HTTP throughput ...", flush=True)
-        rounds = args.rounds or (2 if args.quick else 5)
-        got, raw["http"] = bench_http.run(rounds=rounds, duration=0.3 if args.quick else 0.5,
-                                          devinai=not args.no_devinai,
-                                          minimal=not args.fake_only,
-                                          count_instructions=not args.no_perf)
-        figures += got
+    info["group_seconds"] = {}
+    for group in GROUPS:
+        if group in groups:
+            label, measure = _GROUP_RUNNERS[group]
+            print(f"{label} ...", flush=True)
+            group_started = time.perf_counter()
+            got, raw[group] = measure(args)
+            figures += got
+            info["group_seconds"][group] = round(time.perf_counter() - group_started, 1)
     info["seconds"] = round(time.perf_counter() - started, 1)
     info["load_avg_after"] = os.getloadavg()
     print()
     print_table(figures)
     path = save(figures, raw, info)
-    print(f"\n{len(figures)} figures in {info['seconds']} s (load average now "
+    by_group = ", ".join(f"{g} {t} s" for g, t in info["group_seconds"].items())
+    print(f"\n{len(figures)} figures in {info['seconds']} s ({by_group}; load average now "
           f"{info['load_avg_after'][0]:.2f}); raw results: {path}")
     failed = [f for f in figures if f["ok"] is False]
     return 1 if failed else 0

@@ -10,9 +10,10 @@
     the server acted (drop="after"); the rest dropped before acting, 500, 502, 503. Sessions on the
     server afterwards (target exactly 1,000), duplicates (target 0), results with errors.
 
-Each run gets a fresh server in a child process (this file, `--serve`), so the server never
-shares the client's event loop or core; the child answers `stats` on stdin with one JSON line and
-ends when stdin closes. Loopback only; the whole run stops itself within 90 s.
+Each run gets a fresh server in a child process (`benchmarks._server_proc.ServerProcess`), so
+the server never shares the client's event loop or core; the child answers `stats` on stdin with
+one JSON line and ends when stdin closes. Loopback only; the whole run stops itself within 90 s.
+`python -m benchmarks --only fanout` prints the same figures in the shared table.
 """
 
 from __future__ import annotations
@@ -20,18 +21,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
-import json
-import subprocess
 import sys
-import threading
 import time
-from types import TracebackType
 from typing import Any
 
 from devin_async import DevinClient, ResponseEvent
 from devin_async._fanout import CreateMany
 from devin_async._ratelimit import RateLimiter
+
+from ._server_proc import ServerProcess
 
 N = 1_000
 RATE = 100.0
@@ -42,86 +40,15 @@ FAULT_RATE = 0.1
 FAULT_KINDS = ("drop_after", "drop_after", "drop_before", "status_500", "status_502",
                "status_503")
 BUDGET = 85.0  # seconds for everything
+SEED = 5  # the server's, and its random faults'
 
 
-# -- the server, in a child process --------------------------------------------------------
+# -- the server, in a child process (benchmarks._server_proc) -----------------------------
 
-async def _serve(rate: float, fault_rate: float, seed: int) -> None:
-    from devin_async.testing import FakeDevinServer
-
-    loop = asyncio.get_running_loop()
-    commands: asyncio.Queue[str | None] = asyncio.Queue()
-
-    def read_stdin() -> None:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(commands.put_nowait, line.strip())
-        loop.call_soon_threadsafe(commands.put_nowait, None)
-
-    threading.Thread(target=read_stdin, daemon=True).start()
-    async with FakeDevinServer(rate_limit=rate, seed=seed) as server:
-        if fault_rate:
-            server.inject_random(fault_rate, kinds=FAULT_KINDS, seed=seed, endpoint="create")
-        print(json.dumps({"url": server.url, "api_key": server.api_key,
-                          "org_id": server.org_id}), flush=True)
-        while (command := await commands.get()) is not None:
-            if command == "stats":
-                prompts = collections.Counter(
-                    server.create_request(sid).get("prompt") for sid in server.sessions)
-                print(json.dumps({
-                    "sessions": server.session_count,
-                    "distinct_prompts": len(prompts),
-                    "duplicates": sum(n - 1 for n in prompts.values()),
-                    "stats": server.stats,
-                }), flush=True)
-
-
-class ServerProcess:
-    """A rate-limited FakeDevinServer in a child process (a context manager)."""
-
-    def __init__(self, *, rate: float, fault_rate: float = 0.0, seed: int = 5) -> None:
-        self._args = [sys.executable, "-m", "benchmarks.bench_fanout", "--serve",
-                      "--rate", str(rate), "--fault-rate", str(fault_rate), "--seed", str(seed)]
-        self._proc: subprocess.Popen[str] | None = None
-        self.url = self.api_key = self.org_id = ""
-
-    def __enter__(self) -> ServerProcess:
-        proc = subprocess.Popen(self._args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                text=True)
-        self._proc = proc
-        info = json.loads(self._readline())
-        self.url, self.api_key, self.org_id = info["url"], info["api_key"], info["org_id"]
-        return self
-
-    def _readline(self) -> str:
-        assert self._proc is not None and self._proc.stdout is not None
-        line = self._proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the server process ended unexpectedly")
-        return line
-
-    def stats(self) -> dict[str, Any]:
-        """Ask the server for its session count, duplicates and counters."""
-        assert self._proc is not None and self._proc.stdin is not None
-        self._proc.stdin.write("stats\n")
-        self._proc.stdin.flush()
-        result: dict[str, Any] = json.loads(self._readline())
-        return result
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(OSError):
-            assert proc.stdin is not None
-            proc.stdin.close()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+def _server(fault_rate: float = 0.0) -> ServerProcess:
+    """A fresh FakeDevinServer, no sessions seeded, limited to RATE requests/s."""
+    return ServerProcess(sessions=0, rate_limit=RATE, seed=SEED, fault_rate=fault_rate,
+                         fault_kinds=FAULT_KINDS, fault_endpoint="create", fault_seed=SEED)
 
 
 # -- the client side -----------------------------------------------------------------------
@@ -164,7 +91,7 @@ def client_for(server: ServerProcess, tally: Tally, **kw: Any) -> DevinClient:
 
 async def run_baseline() -> dict[str, Any]:
     tally = Tally()
-    with ServerProcess(rate=RATE) as server:
+    with _server() as server:
         async with client_for(server, tally, client_tokens=False) as client:
             client.limiter = _NoLimiter(client._clock, client._sleep)
             start = time.perf_counter()
@@ -179,7 +106,7 @@ async def run_baseline() -> dict[str, Any]:
 
 async def run_fanout(fault_rate: float) -> dict[str, Any]:
     tally = Tally()
-    with ServerProcess(rate=RATE, fault_rate=fault_rate) as server:
+    with _server(fault_rate) as server:
         async with client_for(server, tally) as client:
             start = time.perf_counter()
             errors: collections.Counter[str] = collections.Counter()
@@ -222,12 +149,18 @@ def print_table(title: str, rows: list[Row]) -> None:
             print("  " + "  ".join("-" * w for w in widths))
 
 
-async def main() -> int:
+async def measure() -> dict[str, dict[str, Any]]:
+    """The three runs, each on a fresh server: baseline, create_many, create_many with faults."""
     async with asyncio.timeout(BUDGET):
         base = await run_baseline()
         fan = await run_fanout(0.0)
         faulty = await run_fanout(FAULT_RATE)
+    return {"baseline": base, "fanout": fan, "faulty": faulty}
 
+
+def tables(runs: dict[str, dict[str, Any]]) -> tuple[list[Row], list[Row]]:
+    """The rows of tables (a) and (b)."""
+    base, fan, faulty = runs["baseline"], runs["fanout"], runs["faulty"]
     b_t, f_t = base["tally"], fan["tally"]
     b_429, f_429 = b_t.statuses[429], f_t.statuses[429]
     b_created = base["server"]["sessions"]
@@ -247,9 +180,6 @@ async def main() -> int:
         row("429 share, baseline / create_many",
             f"{(b_429 / max(b_t.attempts, 1)) / max(f_429 / max(f_t.attempts, 1), 1e-9):.0f} x"),
     ]
-    print_table(f"(a) {N} creates, server limited to {RATE:.0f} req/s, concurrency {CONCURRENCY}",
-                rows_a)
-
     s = faulty["server"]
     faults = s["stats"].get("faults", 0)
     drops_after = s["stats"].get("fault_drop_after", 0)
@@ -263,24 +193,41 @@ async def main() -> int:
         row("wall time", f"{faulty['wall']:.2f} s = {faulty['wall'] / IDEAL:.3f} x ideal"),
         row("429s / requests", share(faulty["tally"].statuses[429], faulty["tally"].attempts)),
     ]
+    return rows_a, rows_b
+
+
+def run(*, quick: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Measure for `python -m benchmarks`: (figures, raw results); `quick` changes nothing."""
+    runs = asyncio.run(measure())
+    rows_a, rows_b = tables(runs)
+    figures = [
+        {"figure": f"{prefix}: {figure}", "value": value, "target": target or "-",
+         "ok": None if not result else result == "PASS", "detail": ""}
+        for prefix, rows in (("fanout", rows_a), (f"fanout {FAULT_RATE:.0%} faults", rows_b))
+        for figure, value, target, result in rows
+    ]
+    if runs["faulty"]["examples"]:
+        figures[-1]["detail"] = "; ".join(runs["faulty"]["examples"][:5])
+    raw = {name: {"wall": r["wall"], "statuses": dict(r["tally"].statuses),
+                  "errors": dict(r["errors"]), "server": r["server"]}
+           for name, r in runs.items()}
+    return figures, raw
+
+
+async def main() -> int:
+    runs = await measure()
+    rows_a, rows_b = tables(runs)
+    print_table(f"(a) {N} creates, server limited to {RATE:.0f} req/s, concurrency {CONCURRENCY}",
+                rows_a)
     print_table(f"(b) the same {N} with {FAULT_RATE:.0%} of creates failing", rows_b)
-    for example in faulty["examples"][:5]:
+    for example in runs["faulty"]["examples"][:5]:
         print(f"  error {example}")
     return 0 if all(r[3] != "FAIL" for r in rows_a + rows_b) else 1
 
 
 def cli() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--rate", type=float, default=RATE, help=argparse.SUPPRESS)
-    parser.add_argument("--fault-rate", type=float, default=0.0, help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, default=5, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve(args.rate, args.fault_rate, args.seed))
-        return
+    argparse.ArgumentParser(description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     sys.exit(asyncio.run(main()))
 
 

@@ -1,30 +1,31 @@
 """Benchmark `client.watch()` over N = 100, 1,000, 10,000 sessions, and `wait()` on one session.
 
     .venv/bin/python -m benchmarks.bench_watch [--sizes 100,1000,10000] [--cycles 15]
+    .venv/bin/python -m benchmarks --only watch   # the same figures in the shared table
 
-Each measurement runs the fake server and the client in two fresh processes (loopback only), so
-the client's RSS and CPU are its own. The server seeds N sessions `running/working` (last
-updated an hour ago) and flips a
-few of them every 0.1 s (0.5 % of N per second, at least 10 per second) between `working` and
-`waiting_for_user`, so every cycle has something to report. Printed per N, with targets:
-requests per poll cycle (<= ceil(N/200)), RSS growth of the client (<= 64 MB), client CPU per
-cycle (the first, unfiltered cycle and the steady `updated_after` cycles). Then `wait()`: HTTP
-requests made per status change observed, the default PollPolicy run 20x faster on a server
-whose clock runs 20x faster.
+Each measurement runs the fake server (`benchmarks._server_proc.ServerProcess`) and the client
+in two fresh processes (loopback only), so the client's RSS and CPU are its own. The server seeds
+N sessions `running/working` (last updated an hour ago) and flips a few of them every 0.1 s
+(0.5 % of N per second, at least 10 per second) between `working` and `waiting_for_user`, so
+every cycle has something to report. Printed per N, with targets: requests per poll cycle
+(<= ceil(N/200)), RSS growth of the client (<= 64 MB), client CPU per cycle (the first,
+unfiltered cycle and the steady `updated_after` cycles). Then `wait()`: HTTP requests made per
+status change observed, the default PollPolicy run 20x faster on a server whose clock runs 20x
+faster.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
-import random
 import subprocess
 import sys
 import time
 from typing import Any
+
+from ._server_proc import ROOT, ServerProcess
 
 TIME_SCALE_WAIT = 20.0
 RSS_TARGET_MB = 64.0
@@ -38,110 +39,51 @@ def _rss_kb(field: str = "VmRSS") -> int:
     return 0
 
 
-# -- the server process -----------------------------------------------------------------------
+# -- the server process (benchmarks._server_proc) ----------------------------------------------
+
+#: The seeded sessions: running/working, last updated an hour before the server started.
+FIELDS: dict[str, Any] = {
+    "status": "running",
+    "status_detail": "working",
+    "tags": ["bench"],
+    "title": "Fix the flaky integration test in tests/test_api.py",
+}
+UPDATED_AGO = 3600
+#: Sessions flipped per second: 0.5 % of N (at least one per 0.1 s tick).
+CHURN = 0.005
 
 
-async def _serve(n: int, time_scale: float, churn: bool) -> None:
-    from devin_async.testing import FakeDevinServer
-
-    async with FakeDevinServer(time_scale=time_scale, max_log=100, seed=1) as server:
-        hour_ago = int(server.now) - 3600  # sessions that have been running for a while
-        ids = (
-            server.add_sessions(
-                n,
-                status="running",
-                status_detail="working",
-                tags=["bench"],
-                title="Fix the flaky integration test in tests/test_api.py",
-                created_at=hour_ago - 600,
-                updated_at=hour_ago,
-            )
-            if n
-            else []
-        )
-        print(
-            json.dumps(
-                {"url": server.url, "api_key": server.api_key, "org_id": server.org_id, "ids": ids}
-            ),
-            flush=True,
-        )
-        loop = asyncio.get_running_loop()
-        stdin_closed = loop.run_in_executor(None, sys.stdin.read)
-        rng = random.Random(2)
-        per_tick = max(1, round(n * 0.005 / 10))
-        while not stdin_closed.done():
-            await asyncio.sleep(0.1)
-            if churn and ids:
-                for sid in rng.sample(ids, per_tick):
-                    detail = server.session(sid)["status_detail"]
-                    new = "waiting_for_user" if detail == "working" else "working"
-                    server.set_status(sid, "running", new)
+def _server(n: int, *, time_scale: float = 1.0, churn: float = CHURN) -> ServerProcess:
+    return ServerProcess(sessions=n, time_scale=time_scale, fields=FIELDS,
+                         updated_ago=UPDATED_AGO, seed=1, max_log=100, churn=churn)
 
 
-class _Server:
-    """The fake server in a child process; ends when its stdin closes."""
-
-    def __init__(self, n: int, *, time_scale: float = 1.0, churn: bool = True) -> None:
-        self.args = [
-            sys.executable,
-            "-m",
-            "benchmarks.bench_watch",
-            "--role",
-            "server",
-            "--n",
-            str(n),
-            "--time-scale",
-            str(time_scale),
-        ] + ([] if churn else ["--no-churn"])
-        self.proc: subprocess.Popen[str] | None = None
-        self.info: dict[str, Any] = {}
-
-    def __enter__(self) -> _Server:
-        self.proc = subprocess.Popen(
-            self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the fake server process did not start")
-        self.info = json.loads(line)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        assert proc.stdin is not None and proc.stdout is not None
-        with contextlib.suppress(OSError):
-            proc.stdin.close()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            proc.wait(5)
-        proc.stdout.close()
-
-
-def _run_client(role: str, server: _Server, **options: Any) -> dict[str, Any]:
-    args = [
-        sys.executable,
-        "-m",
-        "benchmarks.bench_watch",
-        "--role",
-        role,
-        "--server",
-        json.dumps({k: v for k, v in server.info.items() if k != "ids"}),
-    ]
+def _run_client(role: str, server: ServerProcess, **options: Any) -> dict[str, Any]:
+    info = {"url": server.url, "api_key": server.api_key, "org_id": server.org_id}
+    args = [sys.executable, "-m", "benchmarks.bench_watch", "--role", role,
+            "--server", json.dumps(info)]
     for key, value in options.items():
         args += [f"--{key.replace('_', '-')}", str(value)]
-    payload = json.dumps(server.info["ids"])
+    payload = json.dumps(server.session_ids)
     done = subprocess.run(
-        args, input=payload, capture_output=True, text=True, timeout=120, check=False
+        args, input=payload, capture_output=True, text=True, timeout=120, check=False, cwd=ROOT
     )
     if done.returncode != 0:
         raise RuntimeError(f"the {role} client failed:\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def measure_watch(n: int, cycles: int, interval: float) -> dict[str, Any]:
+    """One Watcher over `n` churning sessions for `cycles` cycles (server and client processes)."""
+    with _server(n) as server:
+        return _run_client("watch", server, cycles=cycles, interval=interval)
+
+
+def measure_wait(sessions: int) -> dict[str, Any]:
+    """`sessions` sessions created and polled to the end of the default lifecycle (x20)."""
+    with _server(0, time_scale=TIME_SCALE_WAIT, churn=0.0) as server:
+        return _run_client("wait", server, wait_sessions=sessions)
 
 
 # -- the client processes ---------------------------------------------------------------------
@@ -226,11 +168,23 @@ async def _wait(info: dict[str, Any], sessions: int) -> None:
 
 # -- the report --------------------------------------------------------------------------------
 
+SIZES = "100,1000,10000"
+CYCLES = 15
+INTERVAL = 0.25
+WAIT_SESSIONS = 5
+#: `python -m benchmarks --quick`: two sizes, fewer cycles, fewer sessions waited on.
+QUICK_SIZES, QUICK_CYCLES, QUICK_WAIT_SESSIONS = "1000,10000", 8, 2
+
+
+def _verdicts(r: dict[str, Any]) -> tuple[float, int, float]:
+    """Requests per cycle, its target, and the RSS growth held against RSS_TARGET_MB."""
+    return (r["requests"] / r["cycles"], math.ceil(r["n"] / 200),
+            max(r["rss_growth_mb"], r["hwm_growth_mb"]))
+
 
 def _report_watch(r: dict[str, Any]) -> None:
     n = r["n"]
-    target = math.ceil(n / 200)
-    per_cycle = r["requests"] / r["cycles"]
+    per_cycle, target, growth = _verdicts(r)
     steady = r["cpu_steady_cycle_ms"]
     print(
         f"N = {n:>6,}  cycles {r['cycles']:>3}  events {r['events']:>6,}  "
@@ -240,7 +194,6 @@ def _report_watch(r: dict[str, Any]) -> None:
         f"    requests per cycle   {per_cycle:8.2f}   target <= {target:<4} "
         f"{'ok' if per_cycle <= target else 'OVER'}"
     )
-    growth = max(r["rss_growth_mb"], r["hwm_growth_mb"])
     print(
         f"    client RSS growth    {r['rss_growth_mb']:8.1f} MB (peak {r['hwm_growth_mb']:.1f} "
         f"MB)   target <= {RSS_TARGET_MB:.0f} MB {'ok' if growth <= RSS_TARGET_MB else 'OVER'}"
@@ -251,24 +204,62 @@ def _report_watch(r: dict[str, Any]) -> None:
     )
 
 
+def _wait_line(r: dict[str, Any]) -> tuple[float, str]:
+    ratio = r["requests"] / max(1, r["changes"])
+    return ratio, (
+        f"{r['sessions']} sessions through the default lifecycle (server x"
+        f"{TIME_SCALE_WAIT:g}, default PollPolicy /{TIME_SCALE_WAIT:g}): {r['requests']} "
+        f"requests for {r['changes']} status changes observed = {ratio:.1f} requests/change"
+    )
+
+
+def _figures(watches: list[dict[str, Any]], wait: dict[str, Any]) -> list[dict[str, Any]]:
+    """The figures of `python -m benchmarks` (same verdicts as the printed report)."""
+    figures: list[dict[str, Any]] = []
+    for r in watches:
+        per_cycle, target, growth = _verdicts(r)
+        name = f"watch N={r['n']:,}"
+        steady = r["cpu_steady_cycle_ms"]
+        figures += [
+            {"figure": f"{name}: requests per poll cycle", "value": f"{per_cycle:.2f}",
+             "target": f"<= {target}", "ok": per_cycle <= target,
+             "detail": f"{r['requests']} requests in {r['cycles']} cycles, {r['events']:,} "
+                       f"events, {r['failed_cycles']} failed cycles, wall {r['wall_s']:.1f} s"},
+            {"figure": f"{name}: client RSS growth", "value": f"{r['rss_growth_mb']:.1f} MB",
+             "target": f"<= {RSS_TARGET_MB:.0f} MB", "ok": growth <= RSS_TARGET_MB,
+             "detail": f"peak (VmHWM) growth {r['hwm_growth_mb']:.1f} MB"},
+            {"figure": f"{name}: client CPU per cycle, first (unfiltered) / steady",
+             "value": f"{r['cpu_first_cycle_ms']:.1f} / "
+                      + ("n/a" if steady is None else f"{steady:.1f}") + " ms",
+             "target": "-", "ok": None, "detail": ""},
+        ]
+    ratio, line = _wait_line(wait)
+    figures.append({"figure": "wait: HTTP requests per status change observed",
+                    "value": f"{ratio:.1f}", "target": "-", "ok": None, "detail": line})
+    return figures
+
+
+def run(*, quick: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Measure for `python -m benchmarks`: (figures, raw results)."""
+    sizes = QUICK_SIZES if quick else SIZES
+    cycles = QUICK_CYCLES if quick else CYCLES
+    sessions = QUICK_WAIT_SESSIONS if quick else WAIT_SESSIONS
+    watches = [measure_watch(int(n), cycles, INTERVAL) for n in sizes.split(",")]
+    wait = measure_wait(sessions)
+    return _figures(watches, wait), {"watch": watches, "wait": wait}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", default="100,1000,10000")
-    parser.add_argument("--cycles", type=int, default=15)
-    parser.add_argument("--interval", type=float, default=0.25)
-    parser.add_argument("--wait-sessions", type=int, default=5)
-    parser.add_argument("--role", default="main", choices=["main", "server", "watch", "wait"])
-    parser.add_argument("--n", type=int, default=0)
-    parser.add_argument("--time-scale", type=float, default=1.0)
-    parser.add_argument("--no-churn", action="store_true")
+    parser.add_argument("--sizes", default=SIZES)
+    parser.add_argument("--cycles", type=int, default=CYCLES)
+    parser.add_argument("--interval", type=float, default=INTERVAL)
+    parser.add_argument("--wait-sessions", type=int, default=WAIT_SESSIONS)
+    parser.add_argument("--role", default="main", choices=["main", "watch", "wait"])
     parser.add_argument("--server", default="{}")
     args = parser.parse_args()
-    if args.role == "server":
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve(args.n, args.time_scale, not args.no_churn))
-        return
     if args.role in ("watch", "wait"):
         info = json.loads(args.server)
         if args.role == "watch":
@@ -284,16 +275,8 @@ def main() -> None:
         "processes on loopback"
     )
     for n in (int(s) for s in args.sizes.split(",")):
-        with _Server(n) as server:
-            _report_watch(_run_client("watch", server, cycles=args.cycles, interval=args.interval))
-    with _Server(0, time_scale=TIME_SCALE_WAIT, churn=False) as server:
-        r = _run_client("wait", server, wait_sessions=args.wait_sessions)
-    ratio = r["requests"] / max(1, r["changes"])
-    print(
-        f"wait: {r['sessions']} sessions through the default lifecycle (server x"
-        f"{TIME_SCALE_WAIT:g}, default PollPolicy /{TIME_SCALE_WAIT:g}): {r['requests']} "
-        f"requests for {r['changes']} status changes observed = {ratio:.1f} requests/change"
-    )
+        _report_watch(measure_watch(n, args.cycles, args.interval))
+    print(f"wait: {_wait_line(measure_wait(args.wait_sessions))[1]}")
     print(f"total {time.perf_counter() - started:.1f} s")
 
 

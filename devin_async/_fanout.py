@@ -27,7 +27,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Ma
 from typing import TYPE_CHECKING, Any
 
 from ._create import create_session
-from ._models import BatchResult, CreateSessionRequest
+from ._errors import RateLimitError
+from ._models import BatchResult, CreateSessionRequest, Session
 
 if TYPE_CHECKING:
     from ._client import DevinClient
@@ -143,10 +144,31 @@ class _Batch:
             request = (item if isinstance(item, CreateSessionRequest)
                        else CreateSessionRequest.from_dict(item))
             request.validate()
-            session = await create_session(self.client, request)
+            session = await self.create(request)
         except Exception as exc:
             return BatchResult(index, item, error=exc)
         return BatchResult(index, item, session=session)
+
+    async def create(self, request: CreateSessionRequest) -> Session:
+        """Create one session; a throttle that outlasts the retries waits its turn again.
+
+        A 429 with a Retry-After means the server did not act, so in a batch it is back-pressure,
+        not a failure: the request waits its turn again, until the retry policy's deadline, while
+        the shared retry budget lasts.
+        """
+        client = self.client
+        deadline = client._clock() + client.retry.deadline
+        throttles = 0
+        while True:
+            try:
+                return await create_session(client, request)
+            except RateLimitError as exc:
+                throttles += 1
+                wait = max(exc.retry_after or 0.0, client.retry.backoff(throttles))
+                if (exc.retry_after is None or client._clock() + wait >= deadline
+                        or not client.limiter.allow_retry(exc)):
+                    raise
+                await client._sleep(wait)
 
     def cancel(self) -> None:
         self.stopping = True

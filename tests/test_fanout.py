@@ -573,3 +573,11 @@ async def test_cancel_midway_on_the_wire(server: FakeDevinServer) -> None:
             await task
         assert not fanout_tasks()
         assert results.pulled <= 4 + 2 * 4
+
+
+async def test_a_throttle_outlasting_the_retries_waits_its_turn(client: DevinClient,
+                                                               stub: StubApi) -> None:
+    # More 429s in a row than one create's retry policy allows: the batch still succeeds.
+    stub.create_faults = ["429"] * (client.retry.max_attempts + 2)
+    results = await collect(client.sessions.create_many(reqs(3), concurrency=1))
+    assert [r.ok for r in results] == [True, True, True]
