@@ -171,6 +171,7 @@ class DevinClient:
         if not isinstance(connection_limit, int) or connection_limit < 1:
             raise ValueError("connection_limit must be an int >= 1")
         self._key = key
+        self._key_bytes = key.encode()
         self.org_id = org
         self.api_version = api_version
         self.base_url = _check_base_url(url, allow_insecure_http)
@@ -384,6 +385,8 @@ class DevinClient:
                          req.method, path, elapsed * 1e3, attempt, exc)
             raise
         elapsed = self._clock() - start
+        if self._key_bytes in body:  # a server that echoes the key must not leak it into errors
+            body = body.replace(self._key_bytes, mask_key(self._key).encode())
         if self._on_response:
             rid = headers.get("x-request-id")
             fire(self._on_response,

@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ._config import PollPolicy
-from ._errors import APIStatusError, DevinError, MalformedResponseError, WaitTimeoutError
+from ._errors import (
+    APIStatusError,
+    DevinError,
+    InternalServerError,
+    MalformedResponseError,
+    WaitTimeoutError,
+)
 from ._instrument import logger
 from ._lifecycle import Phase
 from ._models import Session
@@ -50,8 +56,8 @@ def _settled(session: Session) -> bool:
 
 
 def is_transient(error: BaseException) -> bool:
-    """Return whether polling should go on after `error` (connection, 408, 429, 5xx)."""
-    return is_retryable(error, Kind.READ, math.inf)
+    """Return whether polling should ride `error` out: what a read retries, and any 5xx."""
+    return isinstance(error, InternalServerError) or is_retryable(error, Kind.READ, math.inf)
 
 
 def is_fatal(error: BaseException) -> bool:
