@@ -284,7 +284,9 @@ class DevinClient:
 
     async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
         limit = self._max_body
-        length = resp.content_length
+        # Content-Length counts the bytes on the wire: for a compressed body (which aiohttp
+        # inflates as it reads) it says nothing of the size we would hold, so stream and count.
+        length = None if _encoded(resp) else resp.content_length
         if length is not None and length > limit:
             raise MalformedResponseError(
                 f"the response body ({length} bytes) exceeds the client's limit of {limit} bytes",
@@ -316,6 +318,7 @@ class DevinClient:
         else:
             data = None
             headers = self._headers
+        error: APIConnectionError
         try:
             async with http.request(
                 req.method,
@@ -327,40 +330,43 @@ class DevinClient:
                 timeout=timeout or self._timeout,
             ) as resp:
                 length = resp.content_length
-                if length is not None and length <= self._max_body:
+                if length is not None and length <= self._max_body and not _encoded(resp):
                     body = await resp.read()  # the common case, without another coroutine
                 else:
                     body = await self._read_body(resp)
                 return resp.status, resp.headers, body
         except aiohttp.ClientConnectorError as exc:
-            raise APIConnectionError(
+            error = APIConnectionError(
                 f"could not connect to {self.base_url}: {exc.os_error or exc}",
                 method=req.method,
                 path=req.path,
                 sent=False,
-            ) from None
+            )
         except _ConnectionTimeout:
-            raise APITimeoutError(
+            error = APITimeoutError(
                 f"timed out connecting to {self.base_url} ({req.method} {req.path})",
                 method=req.method,
                 path=req.path,
                 sent=False,
-            ) from None
+            )
         except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise APITimeoutError(
+            error = APITimeoutError(
                 f"timed out waiting for the answer to {req.method} {req.path}",
                 method=req.method,
                 path=req.path,
                 sent=True,
-            ) from None
+            )
         except aiohttp.ClientError as exc:
-            raise APIConnectionError(
+            error = APIConnectionError(
                 f"the connection failed during {req.method} {req.path}: "
                 f"{type(exc).__name__}: {exc}",
                 method=req.method,
                 path=req.path,
                 sent=True,
-            ) from None
+            )
+        # Raised here, outside the handlers, so it has no __context__: aiohttp's exception
+        # carries the request headers (the API key) in its request_info.
+        raise error
 
     async def _attempt(
         self,
@@ -470,6 +476,12 @@ class DevinClient:
         # The one place that says yes to a retry: the predicate, then the shared retry budget.
         return (is_retryable(error, req.kind, policy.max_retry_after)
                 and self.limiter.allow_retry(error))
+
+
+def _encoded(resp: aiohttp.ClientResponse) -> bool:
+    """Whether the body is sent compressed (Content-Length is then not the size read)."""
+    return resp.headers.get("Content-Encoding", "identity").strip().lower() not in (
+        "", "identity")
 
 
 def _summary(error: BaseException) -> str:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from ._errors import (
     APIConnectionError,
     APIStatusError,
+    APITimeoutError,
     CreateUnconfirmedError,
     DevinError,
     MalformedResponseError,
@@ -96,14 +97,20 @@ async def create_session(client: DevinClient, request: CreateSessionRequest, *,
     policy = client.retry
     deadline = client._clock() + policy.deadline
     attempt = 0
+    # A create that timed out after sending may still be running on the server: from then on
+    # it is only looked up, never sent again (a resend could race it into a duplicate).
+    pending: APITimeoutError | None = None
     while True:
         attempt += 1
-        try:
-            return parse_session(await client._request(send))
-        except DevinError as error:
-            if not is_ambiguous(error):
-                raise
-            last: DevinError = error
+        if pending is None:
+            try:
+                return parse_session(await client._request(send))
+            except DevinError as error:
+                if not is_ambiguous(error):
+                    raise
+                last: DevinError = error
+                if isinstance(error, APITimeoutError):
+                    pending = error
         # The create may have happened: wait, then ask the server before sending again.
         delay = random.uniform(0, policy.backoff(attempt)) if policy.jitter \
             else policy.backoff(attempt)
@@ -127,6 +134,17 @@ async def create_session(client: DevinClient, request: CreateSessionRequest, *,
         if found is not None:
             logger.info("create %s had happened: found %s", token, found.session_id)
             return found
+        if pending is not None:
+            if attempt >= policy.max_attempts or client._clock() >= deadline:
+                raise CreateUnconfirmedError(
+                    f"the create timed out ({pending}) and no session with its client token "
+                    f"{token} has appeared yet; it may still be created: reconcile with "
+                    f"sessions.list(tags=[{tag!r}])",
+                    client_token=token,
+                    tag=tag,
+                    original=pending,
+                )
+            continue  # look again after the next backoff; never resend
         # Not found: the create did not happen, so sending it again cannot duplicate it.
         # The resend spends from the shared retry budget, so an outage is not multiplied.
         if (attempt >= policy.max_attempts or client._clock() >= deadline
