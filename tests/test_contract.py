@@ -72,6 +72,8 @@ from devin_async import (
 )
 from devin_async.testing import FakeDevinServer
 
+from .helpers import FakeClock
+
 TOKEN_TAG = re.compile(r"^devin-async-token:[0-9a-f]+$")
 FAST = PollPolicy(initial=0.5, max=2.0, multiplier=1.5, jitter=0.0)
 NO_RETRY = RetryPolicy(max_attempts=1)
@@ -86,21 +88,9 @@ DOC_FIELDS = (
 
 # -- helpers ---------------------------------------------------------------------------------
 
+VirtualClock = FakeClock  # a monotonic clock whose sleep moves time at once (shared by both)
 
-class VirtualClock:
-    """A monotonic clock whose sleep moves time at once (shared by client and fake server)."""
 
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
-        await asyncio.sleep(0)
 
 
 @attrs.define
