@@ -14,7 +14,7 @@ from typing import Any
 import cattrs
 
 from ._enums import OpenStrEnum, SessionStatus, StatusDetail
-from ._models import Attachment, Message, Page, PullRequest, Session
+from ._models import TOKEN_TAG_PREFIX, Attachment, Message, Page, PullRequest, Session
 
 __all__ = ["CONVERTER", "make_converter"]
 
@@ -81,6 +81,15 @@ def _is_list_of(item_type: type[Any]) -> Callable[[Any], bool]:
 
 
 _MODELS: tuple[type[Any], ...] = (PullRequest, Session, Message, Attachment)
+def split_token(tags: list[str]) -> tuple[list[str], str | None]:
+    """Return the tags without the client-token tag, and the token (None if absent)."""
+    for tag in tags:
+        if tag.startswith(TOKEN_TAG_PREFIX):
+            kept = [t for t in tags if not t.startswith(TOKEN_TAG_PREFIX)]
+            return kept, tag[len(TOKEN_TAG_PREFIX) :]
+    return tags, None
+
+
 _OPTIONAL_STRS = ("title", "user_id", "service_user_id", "playbook_id", "parent_session_id",
                   "origin", "category", "subcategory")
 
@@ -116,6 +125,8 @@ def _session_hook(pull_request: Callable[[Any, Any], Any]) -> Callable[[Any, Any
         children = get("child_session_ids")
         output = get("structured_output")
         prs = get("pull_requests")
+        # The duplicate guard's tag is SDK bookkeeping: out of `tags`, into `client_token`.
+        tags, token = split_token(_str_list(get("tags", []), list))
         return Session(
             session_id=_str(data["session_id"], str),
             status=statuses.get(status) or SessionStatus(status),  # type: ignore[arg-type]
@@ -123,7 +134,7 @@ def _session_hook(pull_request: Callable[[Any, Any], Any]) -> Callable[[Any, Any
             org_id=_str(data["org_id"], str),
             created_at=_int(data["created_at"], int),
             updated_at=_int(data["updated_at"], int),
-            tags=_str_list(get("tags", []), list),
+            tags=tags,
             acus_consumed=_float(get("acus_consumed", 0.0), float),
             pull_requests=[] if not prs else [pull_request(p, PullRequest)
                                               for p in _json_list(prs)],
@@ -132,6 +143,7 @@ def _session_hook(pull_request: Callable[[Any, Any], Any]) -> Callable[[Any, Any
             is_archived=_bool(get("is_archived", False), bool),
             is_advanced=_bool(get("is_advanced", False), bool),
             structured_output=None if output is None else _json_object(output, dict),
+            client_token=token,
             **optional,
         )
 

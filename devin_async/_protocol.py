@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from ._converter import CONVERTER, CONVERTER_HOOKS, structure_page
+from ._converter import CONVERTER, CONVERTER_HOOKS, split_token, structure_page
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -28,7 +28,7 @@ from ._errors import (
     UnprocessableEntityError,
     error_class_for,
 )
-from ._models import MAX_TAGS, TOKEN_TAG_PREFIX, Attachment, Message, Page, Session
+from ._models import MAX_TAGS, Attachment, Message, Page, Session
 
 __all__ = [
     "ARRAY_FORMAT",
@@ -314,22 +314,6 @@ def _structure(what: str, data: Any, fn: Callable[..., T], *args: Any) -> T:
 _SESSION_HOOK = CONVERTER_HOOKS[Session]
 
 
-def split_token(tags: list[str]) -> tuple[list[str], str | None]:
-    """Return the tags without the client-token tag, and the token (None if absent)."""
-    for tag in tags:
-        if tag.startswith(TOKEN_TAG_PREFIX):
-            kept = [t for t in tags if not t.startswith(TOKEN_TAG_PREFIX)]
-            return kept, tag[len(TOKEN_TAG_PREFIX) :]
-    return tags, None
-
-
-def _untokened(session: Session) -> Session:
-    tags, token = split_token(session.tags)
-    if token is None:
-        return session
-    return attrs.evolve(session, tags=tags, client_token=token)
-
-
 def parse_session(data: Any) -> Session:
     """Structure a Session from decoded JSON."""
     if type(data) is not dict:
@@ -337,14 +321,12 @@ def parse_session(data: Any) -> Session:
             f"expected a session object, got {type(data).__name__}", body=data
         )
     session: Session = _structure("session", data, _SESSION_HOOK, data, Session)
-    return _untokened(session)
+    return session
 
 
 def parse_session_page(data: Any) -> Page[Session]:
     """Structure a page of sessions."""
     page: Page[Session] = _structure("session page", data, structure_page, data, Session)
-    if any(s.client_token is None and split_token(s.tags)[1] for s in page.items):
-        page = attrs.evolve(page, items=[_untokened(s) for s in page.items])
     return page
 
 
