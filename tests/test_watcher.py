@@ -30,7 +30,7 @@ from devin_async._watcher import CHUNK, FULL_REFRESH, Watcher
 from devin_async.testing import FakeDevinServer
 
 from .helpers import FakeClock
-from .test_polling import STILL, StubOrg, make_client
+from .stub_org import STILL, StubOrg, client, make_client, org  # noqa: F401  (fixtures)
 
 WORKING = ("running", "working")
 FINISHED = ("running", "finished")
@@ -60,17 +60,6 @@ class AlarmClock(FakeClock):
 @pytest.fixture
 def clock() -> AlarmClock:
     return AlarmClock()
-
-
-@pytest.fixture
-def org(clock: FakeClock) -> StubOrg:
-    return StubOrg(clock)
-
-
-@pytest.fixture
-async def client(clock: FakeClock, org: StubOrg) -> AsyncIterator[DevinClient]:
-    async with make_client(clock, org, poll=STILL) as c:
-        yield c
 
 
 def state(event: SessionEvent) -> tuple[str, str | None]:
