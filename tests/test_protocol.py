@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devin_async import (
     APIConnectionError,
@@ -19,10 +22,12 @@ from devin_async import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    Session,
     SessionStatus,
     StatusDetail,
     UnprocessableEntityError,
 )
+from devin_async._converter import CONVERTER, make_converter
 from devin_async._protocol import (
     Kind,
     check_id,
@@ -325,3 +330,90 @@ def _status(status: int, retry_after: float | None = None) -> APIStatusError:
 )
 def test_is_retryable(error: BaseException, kind: Kind, expected: bool) -> None:
     assert is_retryable(error, kind, max_retry_after=60.0) is expected
+
+
+# -- the hand-written Session structurer agrees with cattrs' generated one -------------------
+
+_REFERENCE = make_converter(inline_session=False)
+_OPTIONAL_KEYS = ("status_detail", "title", "user_id", "service_user_id", "playbook_id",
+                  "parent_session_id", "origin", "category", "subcategory")
+_json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(-2, 2),
+                          st.text(max_size=3))
+_wrong = st.one_of(_json_scalars, st.lists(_json_scalars, max_size=2),
+                   st.dictionaries(st.text(max_size=2), _json_scalars, max_size=2))
+
+
+@st.composite
+def _session_dicts(draw: st.DrawFn) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "session_id": "devin-1", "status": draw(st.sampled_from(["running", "exit", "later"])),
+        "url": "u", "org_id": "o", "created_at": draw(st.sampled_from([1, 2.0])),
+        "updated_at": 3, "tags": draw(st.lists(st.text(max_size=3), max_size=3)),
+    }
+    for key in _OPTIONAL_KEYS:
+        if draw(st.booleans()):
+            data[key] = draw(st.one_of(st.none(), st.sampled_from(["working", "x"])))
+    for key, values in (("acus_consumed", st.one_of(st.integers(0, 9), st.floats(0, 9))),
+                        ("is_archived", st.booleans()), ("is_advanced", st.booleans()),
+                        ("child_session_ids", st.one_of(st.none(), st.lists(st.text(max_size=2),
+                                                                            max_size=2))),
+                        ("structured_output", st.one_of(st.none(), st.just({"k": [1]}))),
+                        ("pull_requests", st.lists(st.fixed_dictionaries(
+                            {"pr_url": st.just("p")},
+                            optional={"pr_state": st.one_of(st.none(), st.just("open"))}),
+                            max_size=2))):
+        if draw(st.booleans()):
+            data[key] = draw(values)
+    # At most one defect (with two, which one is reported first is nobody's contract).
+    defect = draw(st.sampled_from(["none", "wrong", "missing"]))
+    key = draw(st.sampled_from(sorted(data)))
+    if defect == "wrong":
+        data[key] = draw(_wrong)
+    elif defect == "missing":
+        del data[key]
+    return data
+
+
+def _outcome(structure: Any, data: dict[str, Any]) -> Any:
+    try:
+        return structure(data)
+    except KeyError:  # a missing required key
+        return "missing"
+    except (TypeError, ValueError):  # a wrong type: which exception class is cattrs' business
+        return "invalid"
+
+
+@settings(max_examples=int(os.environ.get("DEVIN_ASYNC_EXAMPLES", "400")), deadline=None,
+          derandomize="DEVIN_ASYNC_EXAMPLES" not in os.environ)
+@given(_session_dicts())
+def test_inline_session_structurer_agrees_with_cattrs(data: dict[str, Any]) -> None:
+    fast = _outcome(lambda d: CONVERTER.structure(d, Session), data)
+    if "pull_requests" in data and data["pull_requests"] is None:
+        data = {k: v for k, v in data.items() if k != "pull_requests"}  # null reads as []
+    reference = _outcome(lambda d: _REFERENCE.structure(d, Session), data)
+    assert fast == reference
+    if not isinstance(fast, str):
+        assert isinstance(fast, Session) and fast.client_token is None
+
+
+def test_inline_session_structurer_names_the_wrong_field() -> None:
+    for key, value in (("url", 1), ("title", 2), ("subcategory", []), ("status_detail", 3)):
+        with pytest.raises(MalformedResponseError, match=key):
+            parse_session({**SESSION, key: value})
+    with pytest.raises(MalformedResponseError, match="tags"):
+        parse_session({**SESSION, "tags": ["a", None]})
+    with pytest.raises(MalformedResponseError):
+        parse_session({**SESSION, "pull_requests": [{"pr_url": "p", "pr_state": 1}]})
+    with pytest.raises(MalformedResponseError):
+        parse_session({**SESSION, "pull_requests": [{"pr_state": "open"}]})
+
+
+def test_inline_session_structurer_details() -> None:
+    missing_tags = {k: v for k, v in SESSION.items() if k != "tags"}
+    assert parse_session(missing_tags).tags == []
+    s = parse_session({**SESSION, "tags": ["devin-async-token:0123456789", "a", "b"],
+                       "created_at": 5.0, "acus_consumed": 2})
+    assert (s.tags, s.client_token) == (["a", "b"], "0123456789")
+    assert type(s.created_at) is int and type(s.acus_consumed) is float
+    tags = ["x"]
+    assert parse_session({**SESSION, "tags": tags}).tags is not tags  # never the caller's list
