@@ -16,9 +16,7 @@ import enum
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
-
-import attrs
+from typing import Any, NamedTuple, TypeVar
 
 from ._converter import CONVERTER, CONVERTER_HOOKS, split_token, structure_page
 from ._errors import (
@@ -60,9 +58,12 @@ class Kind(enum.Enum):
     UNSAFE = "unsafe"  # create, send message: a repeat may act twice
 
 
-@attrs.frozen
-class Request:
-    """One API call as data: method, path below the base URL, query and JSON body."""
+class Request(NamedTuple):
+    """One API call as data: method, path below the base URL, query and JSON body.
+
+    A NamedTuple rather than a frozen attrs class: one is built per call, and a tuple is built
+    in a fifth of the instructions (immutable all the same).
+    """
 
     method: str
     path: str
