@@ -197,11 +197,7 @@ class DevinClient:
             "Accept": "application/json",
         }
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
-        self._timeout = aiohttp.ClientTimeout(
-            total=self.timeouts.total,
-            connect=self.timeouts.connect,
-            sock_read=self.timeouts.read,
-        )
+        self._timeout = _client_timeout(self.timeouts, self.timeouts.total)
         self.limiter = RateLimiter(self._clock, self._sleep,
                                    max_pause=self.retry.max_retry_after)
         self._sessions: Sessions | None = None
@@ -440,11 +436,7 @@ class DevinClient:
             remaining = deadline - self._clock()
             timeout = None
             if remaining < self.timeouts.total:
-                timeout = aiohttp.ClientTimeout(
-                    total=max(remaining, 0.001),
-                    connect=self.timeouts.connect,
-                    sock_read=self.timeouts.read,
-                )
+                timeout = _client_timeout(self.timeouts, max(remaining, 0.001))
             return await self._attempt(req, attempt, timeout, hints)
 
         def stop(state: tenacity.RetryCallState) -> bool:
@@ -476,6 +468,18 @@ class DevinClient:
         # The one place that says yes to a retry: the predicate, then the shared retry budget.
         return (is_retryable(error, req.kind, policy.max_retry_after)
                 and self.limiter.allow_retry(error))
+
+
+def _client_timeout(timeouts: Timeouts, total: float) -> aiohttp.ClientTimeout:
+    """aiohttp's timeouts for one attempt of at most `total` seconds.
+
+    `sock_connect`, not `connect`: aiohttp's `connect` also counts the wait for a free pooled
+    connection, which under fan-out is queueing, not a failure to connect (`total` bounds it).
+    `sock_read` only when it is shorter than the attempt: otherwise `total` fires first anyway,
+    and an unneeded read timer is re-armed on every chunk (see `Timeouts`).
+    """
+    read = timeouts.read if timeouts.read < total else None
+    return aiohttp.ClientTimeout(total=total, sock_connect=timeouts.connect, sock_read=read)
 
 
 def _encoded(resp: aiohttp.ClientResponse) -> bool:

@@ -420,7 +420,7 @@ def test_policies_are_frozen_attrs_values_with_finite_defaults(cls: type[Any],
 def test_documented_defaults() -> None:
     # README "Configuration and defaults".
     t = Timeouts()
-    assert (t.connect, t.read, t.total) == (10, 60, 120)
+    assert (t.connect, t.read, t.total) == (10, 60, 60)
     r = RetryPolicy()
     assert (r.max_attempts, r.initial_backoff, r.max_backoff, r.max_retry_after, r.deadline) == (
         4, 0.5, 8, 60, 180)

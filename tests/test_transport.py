@@ -132,6 +132,69 @@ async def test_read_timeout(server: Server) -> None:
     assert info.value.sent
 
 
+async def test_read_timeout_between_chunks(server: Server) -> None:
+    # A `read` shorter than `total` is armed on its own: a stall after the first bytes ends the
+    # attempt after `read`, long before `total`.
+    async def stall(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        await resp.write(b'{"session_id": ')
+        await asyncio.sleep(0.5)
+        return resp
+
+    server.handler = stall
+    loop = asyncio.get_running_loop()
+    async with client_for(server, timeouts=Timeouts(read=0.05, total=5),
+                          retry=RetryPolicy.disabled()) as c:
+        start = loop.time()
+        with pytest.raises(APITimeoutError) as info:
+            await c.sessions.get("devin-1")
+        assert loop.time() - start < 0.4
+    assert info.value.sent
+
+
+async def test_total_bounds_the_attempt_when_read_is_not_shorter(server: Server) -> None:
+    async def slow(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(0.5)
+        return await ok(request)
+
+    server.handler = slow
+    loop = asyncio.get_running_loop()
+    async with client_for(server, timeouts=Timeouts(read=0.1, total=0.1),
+                          retry=RetryPolicy.disabled()) as c:
+        start = loop.time()
+        with pytest.raises(APITimeoutError):
+            await c.sessions.get("devin-1")
+        assert loop.time() - start < 0.4
+
+
+async def test_waiting_for_a_pooled_connection_is_not_a_connect_timeout(server: Server) -> None:
+    # `connect` times opening a connection, not queueing for one of the pool's: with one
+    # connection and two requests, the second waits longer than `connect` and still succeeds.
+    async def slowish(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(0.15)
+        return await ok(request)
+
+    server.handler = slowish
+    async with client_for(server, timeouts=Timeouts(connect=0.05, read=2, total=2),
+                          retry=RetryPolicy.disabled(), connection_limit=1) as c:
+        first, second = await asyncio.gather(c.sessions.get("devin-1"), c.sessions.get("devin-1"))
+    assert first.session_id == second.session_id == "devin-1"
+    assert len(set(server.peers)) == 1
+
+
+def test_aiohttp_timeouts_follow_the_policy() -> None:
+    from devin_async._client import _client_timeout
+
+    default = _client_timeout(Timeouts(), Timeouts().total)
+    assert (default.total, default.sock_connect, default.sock_read, default.connect) == (
+        60, 10, None, None)  # read == total: no per-chunk timer
+    shorter = _client_timeout(Timeouts(read=5, total=30), 30)
+    assert (shorter.total, shorter.sock_read) == (30, 5)
+    # A retry near the call's deadline gets what is left; a read past it is not armed.
+    assert _client_timeout(Timeouts(read=5, total=30), 2).sock_read is None
+
+
 async def test_connection_refused_is_not_sent(server: Server) -> None:
     url = server.url
     await server.close()
