@@ -92,7 +92,7 @@ async def create_session(client: DevinClient, request: CreateSessionRequest, *,
         return parse_session(await client._request(Request("POST", "/sessions", Kind.UNSAFE,
                                                            json=body)))
     tag = TOKEN_TAG_PREFIX + token
-    body = request.with_tags([*(request.tags or ()), tag]).to_body()
+    body = request.to_body(tags=[*(request.tags or ()), tag])
     send = Request("POST", "/sessions", Kind.UNSAFE, json=body)
     policy = client.retry
     deadline = client._clock() + policy.deadline

@@ -161,6 +161,12 @@ class Page(Generic[T]):
 
 
 def _check_str_list(name: str, value: object) -> list[str]:
+    if type(value) is list:  # the common case, without the ABC checks below
+        for item in value:
+            if type(item) is not str:
+                break
+        else:
+            return list(value)
     if isinstance(value, str | bytes) or not isinstance(value, Sequence | set | frozenset):
         raise ValueError(f"{name} must be a list of strings, got {type(value).__name__}")
     items = list(value)
@@ -241,20 +247,26 @@ class CreateSessionRequest:
                 _check_str_list(name, value)
         if self.tags is not None and len(self.tags) > MAX_TAGS:
             raise ValueError(f"tags must hold at most {MAX_TAGS} tags, got {len(self.tags)}")
-        if not isinstance(self.extra, Mapping):
+        extra = self.extra
+        if type(extra) is not dict and not isinstance(extra, Mapping):
             raise ValueError("extra must be a mapping of body fields")
-        clash = sorted(k for k in self.extra if k in _BODY_FIELDS)
-        if clash:
-            raise ValueError(f"extra repeats named fields: {', '.join(clash)}")
+        if extra:
+            clash = sorted(k for k in extra if k in _BODY_FIELDS)
+            if clash:
+                raise ValueError(f"extra repeats named fields: {', '.join(clash)}")
 
-    def to_body(self) -> dict[str, Any]:
-        """Return the JSON body: given fields only, never a null, then `extra`."""
+    def to_body(self, *, tags: list[str] | None = None) -> dict[str, Any]:
+        """Return the JSON body: given fields only, never a null, then `extra`.
+
+        `tags`, when given, replaces the request's tags in the body (the request is unchanged).
+        """
         body: dict[str, Any] = {}
-        for name in _BODY_FIELDS:
+        for name, is_list in _BODY_LAYOUT:
             value = getattr(self, name)
-            if value is None:
-                continue
-            body[name] = list(value) if name in _LIST_FIELDS else value
+            if value is not None:
+                body[name] = list(value) if is_list else value
+        if tags is not None:
+            body["tags"] = tags
         for key, value in self.extra.items():
             if value is not None:
                 body[key] = value
@@ -266,6 +278,7 @@ class CreateSessionRequest:
 
 
 _BODY_FIELDS = tuple(f.name for f in attrs.fields(CreateSessionRequest) if f.name != "extra")
+_BODY_LAYOUT = tuple((name, name in _LIST_FIELDS) for name in _BODY_FIELDS)
 
 
 @attrs.frozen

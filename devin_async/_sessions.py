@@ -175,23 +175,11 @@ class Sessions:
         Raises:
             ValueError: a documented rule is broken (the message names the field).
         """
-        named = dict(
-            advanced_mode=advanced_mode,
-            bypass_approval=bypass_approval,
-            child_playbook_id=child_playbook_id,
-            create_as_user_id=create_as_user_id,
-            knowledge_ids=knowledge_ids,
-            max_acu_limit=max_acu_limit,
-            playbook_id=playbook_id,
-            repos=repos,
-            secret_ids=secret_ids,
-            session_links=session_links,
-            tags=tags,
-            title=title,
-        )
-        given: dict[str, Any] = {k: v for k, v in named.items() if v is not None}
         if isinstance(prompt, CreateSessionRequest | Mapping):
-            if given or more:
+            given = (advanced_mode, bypass_approval, child_playbook_id, create_as_user_id,
+                     knowledge_ids, max_acu_limit, playbook_id, repos, secret_ids,
+                     session_links, tags, title)
+            if more or any(v is not None for v in given):
                 raise ValueError(
                     "pass either a CreateSessionRequest (or dict) or keyword fields, not both"
                 )
@@ -201,7 +189,23 @@ class Sessions:
                 else CreateSessionRequest.from_dict(prompt)
             )
         else:
-            request = CreateSessionRequest(prompt, **given, extra=more)
+            # A field left None is a field not given: the request's defaults are None too.
+            request = CreateSessionRequest(
+                prompt,
+                advanced_mode=advanced_mode,
+                bypass_approval=bypass_approval,
+                child_playbook_id=child_playbook_id,
+                create_as_user_id=create_as_user_id,
+                knowledge_ids=knowledge_ids,
+                max_acu_limit=max_acu_limit,
+                playbook_id=playbook_id,
+                repos=repos,
+                secret_ids=secret_ids,
+                session_links=session_links,
+                tags=tags,
+                title=title,
+                extra=more,
+            )
         request.validate()
         from ._create import create_session
 

@@ -126,6 +126,27 @@ def test_to_body_sends_only_given_fields() -> None:
                              "devin_mode": "fast"}
 
 
+def test_to_body_with_tags_replaces_them_in_the_body_only() -> None:
+    req = CreateSessionRequest("p", tags=["a"], extra={"x": 1})
+    assert req.to_body(tags=["a", "b"]) == {"prompt": "p", "tags": ["a", "b"], "x": 1}
+    assert req.tags == ["a"] and req.to_body()["tags"] == ["a"]
+    assert CreateSessionRequest("p").to_body(tags=["t"]) == {"prompt": "p", "tags": ["t"]}
+    body = req.to_body()
+    body["tags"].append("z")  # the body holds copies: the request is not changed through it
+    assert req.tags == ["a"]
+
+
+@pytest.mark.parametrize("value", [["a", 1], ("a", None), "abc", b"ab", {"a": 1}, 5])
+def test_list_fields_refuse_non_strings_whatever_the_container(value: Any) -> None:
+    with pytest.raises(ValueError, match="repos"):
+        CreateSessionRequest("p", repos=value).validate()
+
+
+def test_list_fields_accept_any_sequence_of_strings() -> None:
+    for value in (["a"], ("a", "b"), {"a"}, frozenset({"b"}), []):
+        CreateSessionRequest("p", repos=value).validate()  # type: ignore[arg-type]
+
+
 def test_all_seed_fields_round_trip() -> None:
     fields = dict(
         prompt="p", advanced_mode="batch", bypass_approval=True, child_playbook_id="c",
