@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import os
 import random
 import time
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
+from . import _json
 from ._config import PollPolicy, RetryPolicy, Timeouts
 from ._errors import (
     APIConnectionError,
@@ -68,8 +68,6 @@ DEFAULT_CONNECTION_LIMIT = 64
 #: The largest body the client reads; a bigger one is an error, never an unbounded buffer.
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
-#: `json.dumps(x, separators=...)` builds a new JSONEncoder per call; this one is reused.
-_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"))
 _ConnectionTimeout: tuple[type[BaseException], ...] = tuple(
     t for t in (getattr(aiohttp, "ConnectionTimeoutError", None),) if t is not None
 )
@@ -309,7 +307,7 @@ class DevinClient:
         http = self._http()
         url = URL(self._prefix + req.path, encoded=True)
         if req.json is not None:
-            data: bytes | None = _JSON_ENCODER.encode(req.json).encode()
+            data: bytes | None = _json.dumps(req.json)
             headers = self._json_headers
         else:
             data = None

@@ -6,6 +6,7 @@ Field names are the API's own. Responses are turned into these by the one conver
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar, overload
 
@@ -176,6 +177,38 @@ def _check_str_list(name: str, value: object) -> list[str]:
     return items
 
 
+#: How deep `extra` may nest (a body deeper than this is a mistake, not a session option).
+MAX_JSON_DEPTH = 32
+
+
+def _check_json_data(path: str, value: object, depth: int) -> None:
+    """Raise ValueError naming `path` unless `value` is plain JSON data.
+
+    Plain: dicts with string keys, lists and tuples, strings, ints, finite floats, bools and
+    None. So a body means the same whichever JSON codec encodes it, and a NaN or a datetime is a
+    clear error before anything is sent rather than a 422 (or a silent null) after.
+    """
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{path} is {value!r}, which JSON cannot carry")
+        return
+    if depth >= MAX_JSON_DEPTH:
+        raise ValueError(f"{path} nests deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{path} has a key that is not a string: {key!r}")
+            _check_json_data(f"{path}[{key!r}]", item, depth + 1)
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_json_data(f"{path}[{index}]", item, depth + 1)
+        return
+    raise ValueError(f"{path} is a {type(value).__name__}, which is not JSON data")
+
+
 _LIST_FIELDS = ("knowledge_ids", "repos", "secret_ids", "session_links", "tags")
 _STR_FIELDS = ("child_playbook_id", "create_as_user_id", "playbook_id", "title")
 
@@ -254,6 +287,7 @@ class CreateSessionRequest:
             clash = sorted(k for k in extra if k in _BODY_FIELDS)
             if clash:
                 raise ValueError(f"extra repeats named fields: {', '.join(clash)}")
+            _check_json_data("extra", extra, 0)
 
     def to_body(self, *, tags: list[str] | None = None) -> dict[str, Any]:
         """Return the JSON body: given fields only, never a null, then `extra`.

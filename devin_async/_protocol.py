@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
+from . import _json
 from ._converter import CONVERTER, CONVERTER_HOOKS, split_token, structure_page
 from ._errors import (
     APIConnectionError,
@@ -172,7 +173,7 @@ def request_id(headers: Mapping[str, str]) -> str | None:
 
 
 def _loads(body: bytes) -> Any:
-    return json.loads(body)
+    return _json.loads(body)  # looked up per call: `_json.use()` may switch the codec
 
 
 def _text_of(body: bytes) -> str:
@@ -197,6 +198,36 @@ def _format_validation(errors: list[Any]) -> str:
     return "; ".join(parts)
 
 
+def _detail_of(decoded: Any) -> tuple[str, list[dict[str, Any]]]:
+    """Return the human detail and the validation errors of a decoded error body."""
+    detail = ""
+    errors: list[dict[str, Any]] = []
+    if isinstance(decoded, dict):
+        raw_detail = decoded.get("detail")
+        if isinstance(raw_detail, list):
+            errors = [e for e in raw_detail if isinstance(e, dict)]
+            detail = _format_validation(raw_detail)
+        elif isinstance(raw_detail, str):
+            detail = raw_detail
+        elif raw_detail is not None:
+            detail = json.dumps(raw_detail)[:_MAX_DETAIL]
+        extra = decoded.get("errors")
+        if isinstance(extra, list):
+            if not errors:
+                errors = [e for e in extra if isinstance(e, dict)]
+            if not detail:
+                detail = _format_validation(extra)
+        if not detail:
+            for key in ("title", "message", "error"):
+                value = decoded.get(key)
+                if isinstance(value, str) and value:
+                    detail = value
+                    break
+    elif isinstance(decoded, str):
+        detail = decoded[:_MAX_DETAIL]
+    return detail, errors
+
+
 def decode_error(
     status: int,
     headers: Mapping[str, str],
@@ -216,29 +247,10 @@ def decode_error(
         decoded = body.decode("utf-8", errors="replace")
         detail = _text_of(body)
     else:
-        if isinstance(decoded, dict):
-            raw_detail = decoded.get("detail")
-            if isinstance(raw_detail, list):
-                errors = [e for e in raw_detail if isinstance(e, dict)]
-                detail = _format_validation(raw_detail)
-            elif isinstance(raw_detail, str):
-                detail = raw_detail
-            elif raw_detail is not None:
-                detail = json.dumps(raw_detail)[:_MAX_DETAIL]
-            extra = decoded.get("errors")
-            if isinstance(extra, list):
-                if not errors:
-                    errors = [e for e in extra if isinstance(e, dict)]
-                if not detail:
-                    detail = _format_validation(extra)
-            if not detail:
-                for key in ("title", "message", "error"):
-                    value = decoded.get(key)
-                    if isinstance(value, str) and value:
-                        detail = value
-                        break
-        elif isinstance(decoded, str):
-            detail = decoded[:_MAX_DETAIL]
+        try:
+            detail, errors = _detail_of(decoded)
+        except RecursionError:  # nested deeper than str() can walk (orjson reads 1024 deep)
+            detail = _text_of(body)
     if not detail:
         detail = _REASONS.get(status, "HTTP error")
     rid = request_id(headers)

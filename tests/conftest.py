@@ -1,5 +1,8 @@
 """Shared test setup.
 
+The JSON codec: the suite runs on the standard library's (what a plain install uses) unless
+DEVIN_ASYNC_JSON says otherwise; `tests/test_codec.py` runs its cases on both codecs.
+
 aioresponses 0.7.9 builds `ClientResponse` without the `stream_writer` argument that aiohttp 3.14
 made required (aioresponses issue #289). We keep `aiohttp>=3.9` for users and give aioresponses a
 response class that fills the argument in, only when the installed aiohttp needs it.
@@ -8,11 +11,16 @@ response class that fills the argument in, only when the installed aiohttp needs
 from __future__ import annotations
 
 import inspect
+import os
 import types
+from collections.abc import Iterator
 from typing import Any
 
 import aioresponses.core
+import pytest
 from aiohttp import ClientResponse
+
+from devin_async import _json
 
 if "stream_writer" in inspect.signature(ClientResponse.__init__).parameters:
 
@@ -23,3 +31,11 @@ if "stream_writer" in inspect.signature(ClientResponse.__init__).parameters:
             super().__init__(method, url, **kwargs)
 
     aioresponses.core.ClientResponse = _CompatClientResponse  # type: ignore[misc]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _json_codec() -> Iterator[None]:
+    before = _json.codec()
+    _json.use(os.environ.get("DEVIN_ASYNC_JSON") or "json")
+    yield
+    _json.use(before)

@@ -1,0 +1,166 @@
+"""The two JSON codecs (stdlib and orjson) accept, refuse and produce the same things.
+
+`devin_async._json` picks orjson when it is installed. Everything a user can observe must be the
+same either way, so each case here runs on both; the rest of the suite runs on the stdlib's
+(see conftest). orjson comes with the `test` extra, so both are always here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from devin_async import (
+    CreateSessionRequest,
+    DevinClient,
+    MalformedResponseError,
+    NotFoundError,
+    UnprocessableEntityError,
+    _json,
+)
+from devin_async._protocol import decode_error, decode_json
+from devin_async.testing import FakeDevinServer
+
+CODECS = ["json", "orjson"]
+
+
+def test_both_codecs_are_installed_for_the_tests() -> None:
+    assert set(_json.CODECS) == set(CODECS)
+    with pytest.raises(ValueError, match="not available"):
+        _json.use("simdjson")
+
+
+@pytest.fixture(params=CODECS)
+def codec(request: pytest.FixtureRequest) -> Iterator[str]:
+    before = _json.codec()
+    _json.use(request.param)
+    yield request.param
+    _json.use(before)
+
+
+# JSON data as both codecs can carry it exactly: ints within 64 bits, finite floats.
+_leaves = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
+                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8))
+_values = st.recursive(_leaves, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(_values)
+def test_codecs_read_and_write_the_same_data(value: Any) -> None:
+    text = json.dumps(value)
+    for name in CODECS:
+        loads, dumps = _json.CODECS[name]
+        assert loads(text.encode()) == value
+        assert loads(dumps(value)) == value
+        assert json.loads(dumps(value)) == value  # what the other side's parser reads
+
+
+@pytest.mark.parametrize("body", [
+    b'{"a": NaN}', b'{"a": Infinity}', b"[-Infinity]", b'{"a": 1', b"", b"   ", b"{'a': 1}",
+    b'{"a": "\xff"}', b"\x00", b'{"a": 1} x', b"[1,]", b'{"a" 1}',
+])
+def test_codecs_refuse_the_same_bodies(codec: str, body: bytes) -> None:
+    with pytest.raises(MalformedResponseError):
+        decode_json(200, body)
+
+
+@pytest.mark.parametrize("body, value", [
+    (b'\xef\xbb\xbf{"a": 1}', {"a": 1}),  # a UTF-8 byte-order mark
+    (b' \n{"a": [1, 2.5, "\\u00e9", null, true]}\r\n', {"a": [1, 2.5, "é", None, True]}),
+    (b'{"a": 1, "a": 2}', {"a": 2}),
+    ('{"k": "Zürich ✓"}'.encode(), {"k": "Zürich ✓"}),
+])
+def test_codecs_accept_the_same_bodies(codec: str, body: bytes, value: Any) -> None:
+    assert decode_json(200, body) == value
+
+
+def test_error_bodies_read_the_same(codec: str) -> None:
+    deep = b'{"detail": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    error = decode_error(422, {}, deep)
+    assert isinstance(error, UnprocessableEntityError) and error.detail
+    problem = decode_error(404, {}, b'{"title": "Not Found", "detail": {"id": "x"}}')
+    assert isinstance(problem, NotFoundError) and problem.detail == '{"id": "x"}'
+
+
+@pytest.mark.parametrize("value, body", [
+    ({1: "a"}, b'{"1":"a"}'),  # orjson refuses non-string keys: the stdlib encodes them
+    ({"n": 2**70}, b'{"n":1180591620717411303424}'),  # beyond 64 bits: the stdlib again
+    ({"t": (1, "x")}, b'{"t":[1,"x"]}'),
+    ({"e": "é"}, None),  # the bytes differ (escaped or not); the text is the same
+])
+def test_codecs_encode_the_same(codec: str, value: Any, body: bytes | None) -> None:
+    encoded = _json.dumps(value)
+    assert isinstance(encoded, bytes)
+    if body is not None:
+        assert encoded == body
+    assert json.loads(encoded) == json.loads(json.dumps(value))
+
+
+@pytest.mark.parametrize("value", [dt.datetime(2026, 1, 1), {1, 2}, object()])
+def test_codecs_refuse_the_same_objects(codec: str, value: Any) -> None:
+    with pytest.raises(TypeError):
+        _json.dumps({"x": value})
+
+
+# -- what a create body may carry is checked before the codec sees it ------------------------
+
+@pytest.mark.parametrize("extra, where", [
+    ({"x": math.nan}, r"extra\['x'\] is nan"),
+    ({"x": [1, math.inf]}, r"extra\['x'\]\[1\]"),
+    ({"x": {"y": -math.inf}}, r"extra\['x'\]\['y'\]"),
+    ({"x": dt.datetime(2026, 1, 1)}, "datetime"),
+    ({"x": {1, 2}}, "set"),
+    ({"x": {3: "a"}}, "not a string: 3"),
+    ({"x": b"raw"}, "bytes"),
+])
+def test_create_refuses_extra_that_is_not_json_data(extra: dict[str, Any], where: str) -> None:
+    with pytest.raises(ValueError, match=where):
+        CreateSessionRequest("p", extra=extra).validate()
+
+
+def test_create_refuses_extra_nested_too_deep() -> None:
+    value: Any = 1
+    for _ in range(40):
+        value = [value]
+    with pytest.raises(ValueError, match="deeper"):
+        CreateSessionRequest("p", extra={"x": value}).validate()
+
+
+def test_create_accepts_plain_json_data_in_extra() -> None:
+    CreateSessionRequest("p", extra={
+        "schema": {"type": "object", "properties": {"a": {"type": ["string", "null"]}}},
+        "ratio": 0.5, "n": 2**70, "flag": False, "none": None, "pair": ("a", 1),
+    }).validate()
+
+
+# -- end to end, on the fake server -----------------------------------------------------------
+
+async def test_client_round_trips_on_the_fake_server(codec: str) -> None:
+    schema = {"type": "object", "properties": {"done": {"type": "boolean"}}, "ratio": 0.25}
+    async with FakeDevinServer() as server, DevinClient(
+        server.api_key, org_id=server.org_id, base_url=server.url
+    ) as client:
+        created = await client.sessions.create("Zürich ✓", tags=["t"],
+                                               structured_output_schema=schema)
+        assert created.tags == ["t"] and created.client_token is not None
+        body = server.create_request(created.session_id)
+        assert body["prompt"] == "Zürich ✓" and body["structured_output_schema"] == schema
+        fetched = await client.sessions.get(created.session_id)
+        assert fetched.session_id == created.session_id
+        listed = [s async for s in client.sessions.list(tags=["t"])]
+        assert [s.session_id for s in listed] == [created.session_id]
+        await client.sessions.send_message(created.session_id, "naïve ✓")
+        with pytest.raises(NotFoundError):
+            await client.sessions.get("devin-missing")
+        with pytest.raises(ValueError, match="JSON cannot carry"):
+            await client.sessions.create("p", ratio=math.nan)
+    assert server.session_count == 1
