@@ -66,12 +66,13 @@ def machine() -> dict[str, Any]:
     """Describe the machine the figures were measured on."""
     import aiohttp
 
-    from devin_async import __version__
+    from devin_async import __version__, _json
 
     return {"nproc": os.cpu_count(), "python": platform.python_version(),
             "implementation": platform.python_implementation(), "platform": platform.platform(),
             "processor": _cpu_model(), "aiohttp": aiohttp.__version__,
-            "devin_async": __version__, "load_avg": os.getloadavg()}
+            "devin_async": __version__, "json_codec": _json.codec(),
+            "load_avg": os.getloadavg()}
 
 
 def _cpu_model() -> str:
@@ -173,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     started = time.perf_counter()
     print(f"machine: {info['nproc']} cores, {info['processor']}, Python {info['python']}, "
-          f"aiohttp {info['aiohttp']}; load {info['load_avg'][0]:.2f}", flush=True)
+          f"aiohttp {info['aiohttp']}, devin_async JSON codec {info['json_codec']}; "
+          f"load {info['load_avg'][0]:.2f}", flush=True)
     info["group_seconds"] = {}
     for group in GROUPS:
         if group in groups:

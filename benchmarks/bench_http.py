@@ -7,6 +7,11 @@ round every contender runs for the same wall time, in an order rotated round by 
 figure is the median over rounds of the ratio of two contenders in that round, so a burst of load
 on the machine hits both sides of a ratio alike.
 
+With orjson installed (the `speedups` extra, which `bench` pulls in) devin_async decodes and
+encodes with it; the figures with targets are then also measured on the standard library's codec
+(the `(stdlib json)` contenders: the same client, the codec switched before each sample), which is
+what a plain install uses. Raw aiohttp uses the standard library's either way, as `json()` does.
+
 Each sample also records the client's and the server's CPU time per request: the throughput ratio
 tends to 1 when the server is the bottleneck, while client CPU per request still shows what the
 SDK itself costs. Where `perf` works, the client's user-space instructions per request are counted
@@ -31,7 +36,7 @@ from typing import Any
 
 import aiohttp
 
-from devin_async import DevinClient
+from devin_async import DevinClient, _json
 
 from ._server_proc import ROOT, ServerProcess
 
@@ -108,6 +113,8 @@ class Contenders:
         self.headers = {"Authorization": f"Bearer {server.api_key}",
                         "Accept": "application/json"}
         self.calls: dict[str, Call] = {}
+        #: The JSON codec each contender runs on (the others: the one in use at the start).
+        self.codecs: dict[str, str] = {}
         self.stats: Callable[[], Awaitable[int]] | None = None
 
     async def open(self, *, devinai: bool) -> None:
@@ -136,6 +143,9 @@ class Contenders:
 
         self.calls.update(raw_get=raw_get, sdk_get=sdk_get, raw_create=raw_create,
                           sdk_create=sdk_create, sdk_create_token=sdk_create_token)
+        if _json.codec() != "json":  # the same calls again, on the stdlib's codec
+            self.calls.update(sdk_get_std=sdk_get, sdk_create_std=sdk_create)
+            self.codecs.update(sdk_get_std="json", sdk_create_std="json")
         if self.server.kind == "minimal":
             probe = await self.stack.enter_async_context(aiohttp.ClientSession())
             stats_url = f"{self.server.url}/__stats"
@@ -168,13 +178,17 @@ async def scenario(contenders: Contenders, names: list[str], concurrency: int, *
     """Run `rounds` rounds of every contender in `names`; return their samples by name."""
     pid = contenders.server.pid
     samples: Samples = {name: [] for name in names}
+    default = _json.codec()
     for name in names:  # warm up: open the keep-alive connections, fill caches
+        _json.use(contenders.codecs.get(name, default))
         await measure(contenders.calls[name], concurrency, min(0.2, duration))
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
+            _json.use(contenders.codecs.get(name, default))
             samples[name].append(await measure(contenders.calls[name], concurrency, duration,
                                                pid, contenders.stats))
+    _json.use(default)
     return samples
 
 
@@ -193,15 +207,26 @@ def _median(samples: list[dict[str, float]], key: str) -> float:
 
 
 #: (endpoint, contenders, (numerator, denominator, target or None) per figure)
-_GET = ("get", ["raw_get", "sdk_get", "devinai_get"],
-        [("sdk_get", "raw_get", 0.85), ("sdk_get", "devinai_get", None),
-         ("devinai_get", "raw_get", None)])
-_CREATE = ("create", ["raw_create", "sdk_create", "sdk_create_token"],
-           [("sdk_create", "raw_create", 0.85), ("sdk_create_token", "raw_create", None)])
+_GET = ("get", ["raw_get", "sdk_get", "sdk_get_std", "devinai_get"],
+        [("sdk_get", "raw_get", 0.85), ("sdk_get_std", "raw_get", 0.85),
+         ("sdk_get", "devinai_get", None), ("devinai_get", "raw_get", None)])
+_CREATE = ("create", ["raw_create", "sdk_create", "sdk_create_std", "sdk_create_token"],
+           [("sdk_create", "raw_create", 0.85), ("sdk_create_std", "raw_create", 0.85),
+            ("sdk_create_token", "raw_create", None)])
 _LABEL = {"raw_get": "raw aiohttp", "sdk_get": "devin_async", "devinai_get": "devinai 0.1.0",
-          "raw_create": "raw aiohttp", "sdk_create": "devin_async (no token)",
+          "sdk_get_std": "devin_async (stdlib json)", "raw_create": "raw aiohttp",
+          "sdk_create": "devin_async (no token)",
+          "sdk_create_std": "devin_async (no token, stdlib json)",
           "sdk_create_token": "devin_async (token tag)"}
 _DEVINAI_TARGET = {1: 3.0, 50: 15.0}
+
+
+def _label(name: str) -> str:
+    """A contender's name in the table; devin_async's say which JSON codec they ran on."""
+    label, codec = _LABEL[name], _json.codec()
+    if name.startswith("sdk_") and not name.endswith("_std") and codec != "json":
+        label = f"{label[:-1]}, {codec})" if label.endswith(")") else f"{label} ({codec})"
+    return label
 
 
 async def _run(server: ServerProcess, *, rounds: int, duration: float, devinai: bool,
@@ -212,7 +237,9 @@ async def _run(server: ServerProcess, *, rounds: int, duration: float, devinai: 
         contenders = Contenders(server, stack)
         await contenders.open(devinai=devinai)
         for endpoint, names, pairs in plans:
-            names = [n for n in names if n in contenders.calls]
+            names = [n for n in names if n in contenders.calls
+                     # the stdlib-codec contenders where the targets are: the fake server
+                     and not (server.kind == "minimal" and n.endswith("_std"))]
             for conc in (1, 50):
                 samples = await scenario(contenders, names, conc, rounds=rounds,
                                          duration=duration)
@@ -222,7 +249,7 @@ async def _run(server: ServerProcess, *, rounds: int, duration: float, devinai: 
                         continue
                     if b == "devinai_get":
                         target = _DEVINAI_TARGET[conc]
-                    name = f"{server.kind}: {endpoint} c={conc}: {_LABEL[a]} / {_LABEL[b]}"
+                    name = f"{server.kind}: {endpoint} c={conc}: {_label(a)} / {_label(b)}"
                     figures.append(_figure(name, samples, a, b, target))
                 if "connections" in samples[names[0]][0] and endpoint == "get" and conc == 50:
                     figures += _connection_figures(server.kind, samples)
@@ -281,6 +308,8 @@ def run(*, rounds: int = 5, duration: float = 0.5, devinai: bool = True,
             figures += got
             if kind == kinds[-1] and count_instructions:
                 names = ["raw_get", "sdk_get", "raw_create", "sdk_create"]
+                if _json.codec() != "json":
+                    names += ["sdk_get_std", "sdk_create_std"]
                 names += ["devinai_get"] if devinai else []
                 counts = instructions(server, names)
                 raw["instructions"] = counts
@@ -310,6 +339,7 @@ async def _instr_loop(what: str, count: int, info: dict[str, Any]) -> None:
         contenders = Contenders(_Info(info), stack)
         await contenders.open(devinai=what.startswith("devinai"))
         call = contenders.calls[what]
+        _json.use(contenders.codecs.get(what, _json.codec()))
         for i in range(count):
             await call(i)
 
@@ -349,11 +379,11 @@ def _instruction_figures(counts: dict[str, float] | None) -> list[dict[str, Any]
         return [{"figure": "client instructions per request: perf unavailable", "value": "-",
                  "target": "-", "ok": None, "raw": None, "detail": ""}]
     out = []
-    for a, b in (("sdk_get", "raw_get"), ("sdk_create", "raw_create"),
-                 ("devinai_get", "sdk_get")):
+    for a, b in (("sdk_get", "raw_get"), ("sdk_get_std", "raw_get"), ("sdk_create", "raw_create"),
+                 ("sdk_create_std", "raw_create"), ("devinai_get", "sdk_get")):
         if a in counts and b in counts:
             out.append({
-                "figure": f"client instructions/request: {_LABEL[a]} / {_LABEL[b]}",
+                "figure": f"client instructions/request: {_label(a)} / {_label(b)}",
                 "value": f"{counts[a] / counts[b]:.2f}x", "target": "-", "ok": None,
                 "raw": counts[a] / counts[b],
                 "detail": f"{counts[a] / 1e3:.0f}k vs {counts[b] / 1e3:.0f}k instructions"})
