@@ -178,7 +178,7 @@ def _check_str_list(name: str, value: object) -> list[str]:
 
 
 #: How deep `extra` may nest (a body deeper than this is a mistake, not a session option).
-MAX_JSON_DEPTH = 32
+MAX_JSON_DEPTH = 128
 
 
 def _check_json_data(path: str, value: object, depth: int) -> None:
