@@ -181,32 +181,49 @@ def _check_str_list(name: str, value: object) -> list[str]:
 MAX_JSON_DEPTH = 128
 
 
-def _check_json_data(path: str, value: object, depth: int) -> None:
-    """Raise ValueError naming `path` unless `value` is plain JSON data.
+class _NotJSONData(Exception):
+    """What `_check_json_data` found wrong, and where (the path is built only on this path)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.path: list[str] = []
+
+
+def _check_json_data(value: object, depth: int = 0) -> None:
+    """Raise _NotJSONData unless `value` is plain JSON data.
 
     Plain: dicts with string keys, lists and tuples, strings, ints, finite floats, bools and
-    None. So a body means the same whichever JSON codec encodes it, and a NaN or a datetime is a
-    clear error before anything is sent rather than a 422 (or a silent null) after.
+    None; exactly what both JSON codecs encode alike. So a NaN, a datetime or a mapping proxy is
+    a clear error before anything is sent rather than a 422 (or a silent null) after.
     """
     if value is None or isinstance(value, str | bool | int):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"{path} is {value!r}, which JSON cannot carry")
+            raise _NotJSONData(f"is {value!r}, which JSON cannot carry")
         return
     if depth >= MAX_JSON_DEPTH:
-        raise ValueError(f"{path} nests deeper than {MAX_JSON_DEPTH} levels")
-    if isinstance(value, Mapping):
+        raise _NotJSONData(f"nests deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise ValueError(f"{path} has a key that is not a string: {key!r}")
-            _check_json_data(f"{path}[{key!r}]", item, depth + 1)
+                raise _NotJSONData(f"has a key that is not a string: {key!r}")
+            try:
+                _check_json_data(item, depth + 1)
+            except _NotJSONData as exc:
+                exc.path.append(f"[{key!r}]")
+                raise
         return
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            _check_json_data(f"{path}[{index}]", item, depth + 1)
+            try:
+                _check_json_data(item, depth + 1)
+            except _NotJSONData as exc:
+                exc.path.append(f"[{index}]")
+                raise
         return
-    raise ValueError(f"{path} is a {type(value).__name__}, which is not JSON data")
+    raise _NotJSONData(f"is a {type(value).__name__}, which is not JSON data")
 
 
 _LIST_FIELDS = ("knowledge_ids", "repos", "secret_ids", "session_links", "tags")
@@ -287,7 +304,12 @@ class CreateSessionRequest:
             clash = sorted(k for k in extra if k in _BODY_FIELDS)
             if clash:
                 raise ValueError(f"extra repeats named fields: {', '.join(clash)}")
-            _check_json_data("extra", extra, 0)
+            try:
+                # `extra` itself may be any mapping (to_body copies it into a dict).
+                _check_json_data(dict(extra))
+            except _NotJSONData as exc:
+                where = "".join(reversed(exc.path))
+                raise ValueError(f"extra{where} {exc.reason}") from None
 
     def to_body(self, *, tags: list[str] | None = None) -> dict[str, Any]:
         """Return the JSON body: given fields only, never a null, then `extra`.

@@ -7,9 +7,11 @@ same either way, so each case here runs on both; the rest of the suite runs on t
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import math
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -121,6 +123,8 @@ def test_codecs_refuse_the_same_objects(codec: str, value: Any) -> None:
     ({"x": {1, 2}}, "set"),
     ({"x": {3: "a"}}, "not a string: 3"),
     ({"x": b"raw"}, "bytes"),
+    ({"x": [types.MappingProxyType({"a": 1})]}, r"extra\['x'\]\[0\] is a mappingproxy"),
+    ({"x": collections.UserDict(a=1)}, "UserDict"),
 ])
 def test_create_refuses_extra_that_is_not_json_data(extra: dict[str, Any], where: str) -> None:
     with pytest.raises(ValueError, match=where):
@@ -134,6 +138,12 @@ def test_create_refuses_extra_nested_too_deep() -> None:
     CreateSessionRequest("p", extra={"x": value}).validate()  # 128 levels with extra itself
     with pytest.raises(ValueError, match="deeper than 128"):
         CreateSessionRequest("p", extra={"x": [value]}).validate()
+
+
+def test_create_accepts_any_mapping_as_extra_itself() -> None:
+    request = CreateSessionRequest("p", extra=types.MappingProxyType({"devin_mode": "fast"}))
+    request.validate()
+    assert _json.dumps(request.to_body()) == b'{"prompt":"p","devin_mode":"fast"}'
 
 
 def test_create_accepts_plain_json_data_in_extra() -> None:
