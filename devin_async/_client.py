@@ -469,15 +469,25 @@ class DevinClient:
 
 
 def _client_timeout(timeouts: Timeouts, total: float) -> aiohttp.ClientTimeout:
-    """aiohttp's timeouts for one attempt of at most `total` seconds.
+    """Return aiohttp's timeouts for one attempt of at most `total` seconds.
 
-    `sock_connect`, not `connect`: aiohttp's `connect` also counts the wait for a free pooled
-    connection, which under fan-out is queueing, not a failure to connect (`total` bounds it).
-    `sock_read` only when it is shorter than the attempt: otherwise `total` fires first anyway,
-    and an unneeded read timer is re-armed on every chunk (see `Timeouts`).
+    - `sock_connect` is `Timeouts.connect`: opening a connection (TCP and TLS).
+    - `connect` (aiohttp's: waiting for a pooled connection, resolving, connecting) may take all
+      but the end of the attempt. Queueing for the pool under fan-out is not a failure to
+      connect, so it does not count against `Timeouts.connect`; but an attempt that never got a
+      connection still fails as a connect timeout, before `total` fires, so it is known unsent
+      (safe to retry, even a create). aiohttp rounds timers over 5 s up to whole seconds, so the
+      margin is a second there.
+    - `sock_read` only when `read` is shorter than the attempt: otherwise `total` fires first
+      anyway, and aiohttp would re-arm an unneeded timer on every chunk (see `Timeouts`).
     """
-    read = timeouts.read if timeouts.read < total else None
-    return aiohttp.ClientTimeout(total=total, sock_connect=timeouts.connect, sock_read=read)
+    queue = max(total - 1.0, total * 0.9)
+    return aiohttp.ClientTimeout(
+        total=total,
+        connect=queue,
+        sock_connect=min(timeouts.connect, queue),
+        sock_read=timeouts.read if timeouts.read < total else None,
+    )
 
 
 def _encoded(resp: aiohttp.ClientResponse) -> bool:

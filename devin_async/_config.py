@@ -36,6 +36,9 @@ class Timeouts:
 
     Attributes:
         connect: opening a new connection (TCP and TLS); a pooled connection needs none.
+            Waiting for a free pooled connection is not counted here (under fan-out that is
+            queueing); it may take all but the last second of `total`, and then fails as a
+            connect timeout: unsent, so safe to retry.
         read: the longest wait for the next bytes of the answer once the request is sent.
         total: the whole attempt, from waiting for a connection to the last byte.
 

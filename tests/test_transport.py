@@ -149,7 +149,7 @@ async def test_read_timeout_between_chunks(server: Server) -> None:
         start = loop.time()
         with pytest.raises(APITimeoutError) as info:
             await c.sessions.get("devin-1")
-        assert loop.time() - start < 0.4
+        assert loop.time() - start < 2.5  # `read` fired, not `total` (5 s)
     assert info.value.sent
 
 
@@ -183,16 +183,35 @@ async def test_waiting_for_a_pooled_connection_is_not_a_connect_timeout(server: 
     assert len(set(server.peers)) == 1
 
 
+async def test_an_attempt_that_never_got_a_connection_is_known_unsent(server: Server) -> None:
+    # The pool wait ends before `total`, as a connect timeout: the create was never sent, so
+    # it is safe to say so (and to retry it), not an ambiguous "timed out after sending".
+    async def slow(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(0.4)
+        return web.json_response(session_json("devin-1"))
+
+    server.handler = slow
+    async with client_for(server, timeouts=Timeouts(total=0.2), retry=RetryPolicy.disabled(),
+                          connection_limit=1) as c:
+        first, second = await asyncio.gather(
+            c.sessions.get("devin-1"), c.sessions.create("p", client_token=False),
+            return_exceptions=True)
+    assert isinstance(first, APITimeoutError) and first.sent
+    assert isinstance(second, APITimeoutError) and not second.sent
+    assert len(server.peers) == 1  # the create never left the pool
+
+
 def test_aiohttp_timeouts_follow_the_policy() -> None:
     from devin_async._client import _client_timeout
 
     default = _client_timeout(Timeouts(), Timeouts().total)
     assert (default.total, default.sock_connect, default.sock_read, default.connect) == (
-        60, 10, None, None)  # read == total: no per-chunk timer
+        60, 10, None, 59)  # read == total: no per-chunk timer; the pool wait ends first
     shorter = _client_timeout(Timeouts(read=5, total=30), 30)
     assert (shorter.total, shorter.sock_read) == (30, 5)
     # A retry near the call's deadline gets what is left; a read past it is not armed.
-    assert _client_timeout(Timeouts(read=5, total=30), 2).sock_read is None
+    near = _client_timeout(Timeouts(read=5, total=30), 2)
+    assert near.sock_read is None and near.connect == 1.8 and near.sock_connect == 1.8
 
 
 async def test_connection_refused_is_not_sent(server: Server) -> None:
