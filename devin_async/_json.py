@@ -1,25 +1,30 @@
 """The JSON codec: the standard library's, or orjson when it is installed (`devin-async[speedups]`).
 
 Why optional orjson: JSON is the largest single cost of a request the SDK controls. Decoding one
-session's answer takes 44k instructions with `json.loads` and 14k with `orjson.loads`; encoding
-a create body 40k with `json` and 5k with `orjson` (`perf stat`, see `benchmarks`). A 200-item
-list page saves about 6M instructions. Nothing else changes: both codecs accept and refuse the
-same documents, because what could tell them apart is settled here or before the request is built:
+session's answer (690 bytes) takes 60k instructions with the stdlib and 22k with orjson; encoding a
+create body 40k and 5k (`perf stat`; `benchmarks`). A 200-item list page saves about 5M.
 
-- decoding: both refuse NaN and Infinity (not JSON; the stdlib would accept them) and both accept
-  a UTF-8 byte-order mark (orjson alone would refuse it). Left different: an integer beyond 64
-  bits (orjson reads it as a float) and a lone surrogate escape (orjson refuses it).
-- encoding: request builders only hand over JSON data (`CreateSessionRequest.validate` refuses
-  anything else in `extra`); whatever orjson refuses to encode (a non-string key, an integer beyond
-  64 bits) is encoded by the stdlib instead, so the result never depends on the codec.
+What a user can observe does not depend on the codec, because what would tell them apart is
+settled here or before a request is built:
+- decoding: both refuse NaN, Infinity and numbers that overflow to infinity (`1e400`; the stdlib
+  alone would read them), and both accept a UTF-8 byte-order mark (orjson alone would refuse it).
+- encoding: request builders hand over only plain JSON data (`CreateSessionRequest.validate`
+  refuses anything else in `extra`, NaN included); what orjson refuses to encode (a non-string
+  key, an integer beyond 64 bits) is encoded by the stdlib instead.
+Left different, on inputs no real answer has: an integer beyond 64 bits in a response (orjson
+reads it as a float), a lone surrogate escape (orjson refuses it), nesting between about 990 and
+1024 levels (only orjson reads it), the wording of the decoder's error message, and `dumps` of a
+NaN that skipped validation (orjson writes null, the stdlib raises ValueError).
 
-`DEVIN_ASYNC_JSON=json` keeps the stdlib's even with orjson installed; `use()` switches.
+The codec is chosen once, at import: orjson when installed, unless `DEVIN_ASYNC_JSON=json`.
+`use()` switches it for the whole process; it is there for the tests and benchmarks.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +37,15 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (_INF, -_INF):
+        raise ValueError(f"the number {text[:40]} overflows")
+    return value
+
+
+_INF = float("inf")
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
@@ -97,4 +110,14 @@ def codec() -> str:
     return _name
 
 
-use("json" if os.environ.get("DEVIN_ASYNC_JSON") == "json" or "orjson" not in CODECS else "orjson")
+def _default() -> str:
+    asked = os.environ.get("DEVIN_ASYNC_JSON", "").strip().lower()
+    if asked in ("json", "stdlib"):
+        return "json"
+    if asked not in ("", "orjson"):
+        warnings.warn(f"DEVIN_ASYNC_JSON={asked!r} is not 'json' or 'orjson'; ignored",
+                      RuntimeWarning, stacklevel=2)
+    return "orjson" if "orjson" in CODECS else "json"
+
+
+use(_default())
