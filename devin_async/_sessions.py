@@ -305,14 +305,17 @@ class Sessions:
         return Paginator(self._fetcher(f"/sessions/{sid}/messages", params, parse_message_page))
 
     def _fetcher(
-        self, path: str, params: builtins.list[tuple[str, str]], parse: Callable[[Any], Page[T]]
+        self, path: str, params: builtins.list[tuple[str, str]], parse: Callable[[Any], Page[T]],
+        *, hints: builtins.list[float] | None = None,
     ) -> Callable[[str | None], Awaitable[Page[T]]]:
+        """Return a page fetcher; `hints` receives the Retry-After of successful answers."""
         client = self._client
         base: tuple[tuple[str, str], ...] = tuple(params)
 
         async def fetch(cursor: str | None) -> Page[T]:
             query = base if cursor is None else (*base, ("after", cursor))
-            return parse(await client._request(Request("GET", path, Kind.READ, params=query)))
+            request = Request("GET", path, Kind.READ, params=query)
+            return parse(await client._request(request, hints=hints))
 
         return fetch
 

@@ -36,7 +36,8 @@ from ._instrument import logger
 from ._lifecycle import Phase
 from ._models import Session, SessionEvent
 from ._polling import FailureLog, is_fatal, jittered
-from ._protocol import check_id
+from ._protocol import check_id, encode_array, parse_session_page
+from ._sessions import Paginator
 
 if TYPE_CHECKING:
     from ._client import DevinClient
@@ -119,6 +120,7 @@ class Watcher:
         self._since: int | None = None  # updated_after for the next cycle; None: unfiltered
         self._last_full: float | None = None
         self._log = FailureLog("watching sessions")
+        self._hints: list[float] = []  # Retry-After of this cycle's successful answers
         #: The last session seen, per watched id.
         self.sessions: dict[str, Session] = {}
         #: Ids dropped because the server does not know them (404 before any sighting).
@@ -220,6 +222,7 @@ class Watcher:
             or started - self._last_full >= FULL_REFRESH
         )
         snapshot = self._max_updated
+        self._hints.clear()
         ids = list(self._ids)
         chunks = [ids[i : i + CHUNK] for i in range(0, len(ids), CHUNK)]
         since = [None if full or self._has_unseen(c) else self._since for c in chunks]
@@ -240,7 +243,7 @@ class Watcher:
                 self._suspects.update(i for i in chunk if i not in seen and i in self._ids)
         if not failures and self._suspects:
             failures = await self._confirm()
-        hint = self._failed(failures)
+        hint = max(self._failed(failures), max(self._hints, default=0.0))
         ok = not failures
         self._schedule(started, ok, changed, hint)
         if ok:
@@ -254,10 +257,16 @@ class Watcher:
             self._max_updated = None
 
     def _reader(self, ids: list[str], since: int | None) -> Callable[[], Awaitable[list[Session]]]:
+        # What `sessions.list(session_ids=ids, updated_after=since, page_size=CHUNK)` sends (the
+        # ids were checked by `add`), read so that a Retry-After on a 2xx answer is seen too.
+        query = [("first", str(CHUNK)), *encode_array("session_ids", ids)]
+        if since is not None:
+            query.append(("updated_after", str(since)))
+        fetch = self._client.sessions._fetcher("/sessions", query, parse_session_page,
+                                               hints=self._hints)
+
         async def read() -> list[Session]:
-            pages = self._client.sessions.list(
-                session_ids=ids, updated_after=since, page_size=CHUNK
-            ).pages()
+            pages = Paginator(fetch).pages()
             out: list[Session] = []
             try:
                 async for page in pages:
@@ -390,4 +399,6 @@ class Watcher:
             self._interval = policy.initial
         else:
             self._interval = policy.next_interval(self._interval)
-        self._next_at = started + jittered(policy, self._interval)
+        # A Retry-After on a successful answer asks for quiet: honoured like a failure's.
+        self._next_at = max(started + jittered(policy, self._interval),
+                            self._client._clock() + hint)

@@ -37,6 +37,7 @@ class StubOrg:
         self.faults: deque[Any] = deque()
         self.requests: list[Request] = []
         self.gate: asyncio.Event | None = None  # while set to an unset Event, requests hang
+        self.ok_headers: dict[str, str] = {}  # sent with every successful answer
 
     def add(self, sid: str, *steps: Step) -> str:
         """Give `sid` a timeline; each step's `at` counts from now."""
@@ -90,11 +91,11 @@ class StubOrg:
         if fault is not None:
             return fault  # type: ignore[no-any-return]
         if req.path == "/sessions":
-            return 200, {}, json.dumps(self._list(dict(req.params))).encode()
+            return 200, self.ok_headers, json.dumps(self._list(dict(req.params))).encode()
         sid = req.path.rsplit("/", 1)[-1]
         if sid not in self.timelines:
             return 404, {}, json.dumps({"detail": f"Session {sid} not found"}).encode()
-        return 200, {}, json.dumps(self.render(sid)).encode()
+        return 200, self.ok_headers, json.dumps(self.render(sid)).encode()
 
     def _list(self, params: dict[str, str]) -> dict[str, Any]:
         wanted = params["session_ids"].split(",")

@@ -322,6 +322,22 @@ async def test_retry_after_delays_the_next_cycle(clock: FakeClock, org: StubOrg)
     assert times[:2] == [45.0, 45.0]
 
 
+async def test_retry_after_on_a_successful_answer_delays_the_next_cycle(
+    clock: FakeClock, org: StubOrg
+) -> None:
+    org.add("devin-a", (0, "running", "working"), (100, "running", "finished"))
+    async with make_client(clock, org, poll=STILL) as client:
+        watcher = client.watch(["devin-a"])
+        await anext(watcher)
+        org.ok_headers = {"Retry-After": "30"}  # every answer now asks for 30 s of quiet
+        before = len(org.lists)
+        event = await anext(watcher)
+    assert event.session.status_detail == "finished"
+    waits = [s for s in clock.sleeps if s >= 1]
+    assert waits[0] == 1.0 and set(waits[1:]) == {30.0}  # STILL alone: 2, 4, 8, 8, ...
+    assert len(org.lists) - before == 5  # t = 1, 31, 61, 91, then 121 sees the change
+
+
 @pytest.mark.parametrize("status", [401, 403])
 async def test_auth_errors_end_the_watch(client: DevinClient, org: StubOrg, status: int) -> None:
     org.add("devin-a", (0, "running", "working"))
