@@ -381,8 +381,9 @@ class DevinClient:
             if self._on_response:
                 fire(self._on_response, ResponseEvent(req.method, path, attempt, None, elapsed,
                                                       None, exc))
+            # str(exc), not exc: a handler that keeps records must not keep the traceback.
             logger.debug("%s %s failed after %.1f ms (attempt %d): %s",
-                         req.method, path, elapsed * 1e3, attempt, exc)
+                         req.method, path, elapsed * 1e3, attempt, str(exc))
             raise
         elapsed = self._clock() - start
         if self._key_bytes in body:  # a server that echoes the key must not leak it into errors

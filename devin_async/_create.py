@@ -116,7 +116,7 @@ async def create_session(client: DevinClient, request: CreateSessionRequest, *,
             else policy.backoff(attempt)
         path = client._path_prefix + "/sessions"
         logger.info("create %s failed ambiguously (%s); looking the token up in %.2f s",
-                    token, last, delay)
+                    token, str(last), delay)
         if client._on_retry:
             fire(client._on_retry, RetryEvent("POST", path, attempt, delay, last))
         await client._sleep(delay)

@@ -103,10 +103,11 @@ class FailureLog:
                 raise error
         key = _kind(error)
         if key in self._seen:
-            logger.debug("%s: still failing: %s", self._what, error)
+            logger.debug("%s: still failing: %s", self._what, str(error))
             return
         self._seen.add(key)
-        logger.warning("%s: %s; polling goes on (logged once per kind)", self._what, error)
+        # str(error), not error: a handler that keeps records must not keep the traceback.
+        logger.warning("%s: %s; polling goes on (logged once per kind)", self._what, str(error))
 
     def success(self) -> None:
         """Record an answer that could be read (and log the end of a run of failures)."""

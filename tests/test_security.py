@@ -176,6 +176,11 @@ async def test_a_full_run_leaks_the_key_nowhere(caplog: pytest.LogCaptureFixture
     for record in records:
         assert_clean(record.getMessage(), record.args, formatter.format(record),
                      {k: v for k, v in vars(record).items() if k != "msg"}, record.msg)
+        if record.name == "devin_async":  # a kept record must not keep a traceback alive
+            assert record.exc_info is None
+            assert not any(isinstance(a, BaseException) for a in record.args or ())
+    failed = [r for r in records if "failed" in r.getMessage() and r.name == "devin_async"]
+    assert len(failed) >= 2  # the reset get and the ambiguous create were logged
     assert_clean(caplog.text)
     assert len(events) > 10
     assert_clean(*events)
