@@ -404,6 +404,8 @@ class DevinClient:
         if isinstance(error, RateLimitError):
             self.limiter.on_throttle(error.retry_after)
         else:
+            if status == 503 and error.retry_after:  # down for a while: nobody knocks before
+                self.limiter.pause(error.retry_after)
             self.limiter.on_success()
         raise error
 

@@ -5,7 +5,7 @@ a storm: every caller retries on its own clock and the server sees the load mult
 requests of a client pass one gate with three parts:
 
 1. Pause. A 429 with a hint (`retry-after-ms`, else `Retry-After`) pauses every sender until
-   then, not only the one that got it.
+   then, not only the one that got it; so does a 503 with one (without cutting the rate).
 2. Pace. Until the first 429 the gate is open. From then on requests leave one at a time, evenly
    spaced at a send rate (a FIFO queue whose head waits for its slot), so nothing bursts after a
    pause. The rate:
@@ -171,6 +171,16 @@ class RateLimiter:
             while (wait := self._take(self._clock(), planned)) > 0.0:
                 planned = self._clock() + wait
                 await self._sleep(wait)
+
+    def pause(self, retry_after: float) -> None:
+        """Hold every sender for a server's hint (up to `max_pause`), without cutting the rate.
+
+        For a 503 that says when to come back: the server is down for a while, not over a
+        quota, so there is nothing to learn about its rate; but nobody should knock before then.
+        """
+        if retry_after > 0:
+            until = self._clock() + min(retry_after, self._max_pause)
+            self._pause_until = max(self._pause_until, until)
 
     def on_throttle(self, retry_after: float | None) -> None:
         """Record a 429: pause everyone for the hint, and cut the send rate."""

@@ -18,6 +18,7 @@ from devin_async import (
     APIConnectionError,
     AuthenticationError,
     DevinClient,
+    InternalServerError,
     MalformedResponseError,
     NotFoundError,
     PermissionDeniedError,
@@ -445,6 +446,21 @@ async def test_asyncio_timeout_around_wait(org: StubOrg) -> None:
             async with asyncio.timeout(0.02):
                 await client.sessions.wait("devin-s1")
     assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_a_503_with_retry_after_holds_the_client_s_other_requests(
+    clock: FakeClock, org: StubOrg
+) -> None:
+    org.add("devin-s1", (0, "running", "working"))
+    async with make_client(clock, org, retry=RetryPolicy.disabled()) as client:
+        org.fail(1, 503, retry_after=5)
+        with pytest.raises(InternalServerError) as info:
+            await client.sessions.get("devin-s1")
+        assert info.value.status == 503
+        started = clock.now
+        await client.sessions.get("devin-s1")  # another call: waits out the server's hint
+    assert clock.now - started == pytest.approx(5.0)
+    assert len(org.requests) == 2
 
 
 async def test_retry_after_on_a_successful_answer_is_honoured(

@@ -113,6 +113,28 @@ async def test_a_come_back_later_hint_does_not_hold_everyone() -> None:
     assert limiter.paused_for == pytest.approx(60.0)
 
 
+async def test_an_unavailable_pause_holds_everyone_without_setting_a_rate() -> None:
+    vt = VirtualTime(100.0)
+    limiter = limiter_on(vt, max_pause=60.0)
+    succeed(limiter, vt, 50, 1.0)
+    limiter.pause(5.0)
+    limiter.pause(2.0)  # a shorter hint never shortens the pause
+    assert limiter.paused_for == pytest.approx(5.0)
+    assert limiter.rate is None and limiter.throttles == 0  # no rate learnt from a 503
+    sent: list[float] = []
+
+    async def sender() -> None:
+        await limiter.acquire()
+        sent.append(vt.now)
+
+    await vt.run(*(sender() for _ in range(3)))
+    assert sent == [105.0, 105.0, 105.0]  # all at once when it ends: the gate was open
+    limiter.pause(3600.0)
+    assert limiter.paused_for == pytest.approx(60.0)
+    limiter.pause(0.0)
+    assert limiter.paused_for == pytest.approx(60.0)
+
+
 async def test_throttle_during_a_paced_wait_requeues_after_the_pause() -> None:
     vt = VirtualTime()
     limiter = limiter_on(vt)
