@@ -23,6 +23,7 @@ The codec is chosen once, at import: orjson when installed, unless `DEVIN_ASYNC_
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -39,12 +40,11 @@ def _refuse_constant(name: str) -> Any:
 
 def _finite_float(text: str) -> float:
     value = float(text)
-    if value in (_INF, -_INF):
+    if math.isinf(value):
         raise ValueError(f"the number {text[:40]} overflows")
     return value
 
 
-_INF = float("inf")
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 

@@ -7,7 +7,7 @@ Field names are the API's own. Responses are turned into these by the one conver
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar, overload
 
 import attrs
@@ -205,25 +205,21 @@ def _check_json_data(value: object, depth: int = 0) -> None:
         return
     if depth >= MAX_JSON_DEPTH:
         raise _NotJSONData(f"nests deeper than {MAX_JSON_DEPTH} levels")
+    pairs: Iterable[tuple[object, object]]
     if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise _NotJSONData(f"has a key that is not a string: {key!r}")
-            try:
-                _check_json_data(item, depth + 1)
-            except _NotJSONData as exc:
-                exc.path.append(f"[{key!r}]")
-                raise
-        return
-    if isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            try:
-                _check_json_data(item, depth + 1)
-            except _NotJSONData as exc:
-                exc.path.append(f"[{index}]")
-                raise
-        return
-    raise _NotJSONData(f"is a {type(value).__name__}, which is not JSON data")
+        pairs, keyed = value.items(), True  # a dict's keys must be strings
+    elif isinstance(value, list | tuple):
+        pairs, keyed = enumerate(value), False
+    else:
+        raise _NotJSONData(f"is a {type(value).__name__}, which is not JSON data")
+    for key, item in pairs:
+        if keyed and not isinstance(key, str):
+            raise _NotJSONData(f"has a key that is not a string: {key!r}")
+        try:
+            _check_json_data(item, depth + 1)
+        except _NotJSONData as exc:
+            exc.path.append(f"[{key!r}]")  # an index's repr is the index
+            raise
 
 
 _LIST_FIELDS = ("knowledge_ids", "repos", "secret_ids", "session_links", "tags")
@@ -327,10 +323,6 @@ class CreateSessionRequest:
             if value is not None:
                 body[key] = value
         return body
-
-    def with_tags(self, tags: list[str]) -> CreateSessionRequest:
-        """Return a copy with `tags` replaced."""
-        return attrs.evolve(self, tags=tags)
 
 
 _BODY_FIELDS = tuple(f.name for f in attrs.fields(CreateSessionRequest) if f.name != "extra")
