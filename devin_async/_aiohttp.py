@@ -1,0 +1,230 @@
+"""The default transport: aiohttp, thin.
+
+It keeps a connection pool, caps the body it reads (counted after decompression), never follows a
+redirect, and maps aiohttp's failures to `APIConnectionError`/`APITimeoutError` with `sent` set.
+
+Why a second, connection-per-request session: a server may close a keep-alive connection just
+after answering (no `Connection: close`). A request written to such a pooled connection fails
+before any byte of the answer arrives. Sending the retry (or a create's resend after its token
+look-up) through the same pool could pick another dead connection, so after such a failure the
+next few requests go out on fresh connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import aiohttp
+from yarl import URL
+
+from ._errors import APIConnectionError, APITimeoutError, MalformedResponseError
+from ._transport import HTTPRequest, HTTPResponse
+
+__all__ = ["DEFAULT_CONNECTION_LIMIT", "DEFAULT_MAX_RESPONSE_BYTES", "AiohttpTransport",
+           "EventLoopMismatchError"]
+
+#: Connection pool: enough sockets for a fan-out of hundreds without opening thousands.
+DEFAULT_CONNECTION_LIMIT = 64
+#: The largest body the client reads; a bigger one is an error, never an unbounded buffer.
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+#: Requests sent on fresh connections after one failed on a (probably) dead pooled connection.
+FRESH_AFTER_STALE = 4
+
+_ConnectionTimeout: tuple[type[BaseException], ...] = tuple(
+    t for t in (getattr(aiohttp, "ConnectionTimeoutError", None),) if t is not None
+)
+
+
+class EventLoopMismatchError(APIConnectionError, RuntimeError):
+    """The client was first used in another event loop (one that is now closed or not running)."""
+
+
+def client_timeout(total: float, connect: float, read: float) -> aiohttp.ClientTimeout:
+    """Return aiohttp's timeouts for one attempt of at most `total` seconds.
+
+    - `sock_connect` is `connect`: opening a connection (TCP and TLS).
+    - aiohttp's `connect` (waiting for a pooled connection, resolving, connecting) may take all
+      but the end of the attempt. Queueing for the pool under fan-out is not a failure to
+      connect; but an attempt that never got a connection still fails as a connect timeout,
+      before `total` fires, so it is known unsent (safe to retry, even a create). aiohttp rounds
+      timers over 5 s up to whole seconds, so the margin is a second there.
+    - `sock_read` only when `read` is shorter than the attempt: otherwise `total` fires first
+      anyway, and aiohttp would re-arm an unneeded timer on every chunk.
+    """
+    queue = max(total - 1.0, total * 0.9)
+    return aiohttp.ClientTimeout(
+        total=total,
+        connect=queue,
+        sock_connect=min(connect, queue),
+        sock_read=read if read < total else None,
+    )
+
+
+def _encoded(resp: aiohttp.ClientResponse) -> bool:
+    """Whether the body is sent compressed (Content-Length is then not the size read)."""
+    return resp.headers.get("Content-Encoding", "identity").strip().lower() not in (
+        "", "identity")
+
+
+def _where(request: HTTPRequest) -> str:
+    url = URL(request.url, encoded=True)
+    return f"{request.method} {url.path}"
+
+
+class AiohttpTransport:
+    """Send requests with one pooled `aiohttp.ClientSession`, created lazily in the running loop.
+
+    Args:
+        session: an aiohttp.ClientSession to borrow (never closed here).
+        connection_limit: pooled connections at most.
+        max_response_bytes: the largest body read (after decompression).
+        connect, read: seconds to open a connection and to wait for the next bytes.
+    """
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        connection_limit: int = DEFAULT_CONNECTION_LIMIT,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        connect: float = 10.0,
+        read: float = 60.0,
+    ) -> None:
+        self._borrowed = session
+        self._session = session
+        self._fresh_session: aiohttp.ClientSession | None = None
+        self._fresh_left = 0
+        self._limit = connection_limit
+        self._max_body = max_response_bytes
+        self._connect = connect
+        self._read = read
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The pooled aiohttp session, once created (or the borrowed one)."""
+        return self._session
+
+    def _timeout(self, total: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(total)
+        if timeout is None:
+            timeout = client_timeout(total, self._connect, self._read)
+            if len(self._timeouts) < 8:  # the common totals only (a deadline's tail varies)
+                self._timeouts[total] = timeout
+        return timeout
+
+    def _http(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not loop and self._borrowed is None:
+            raise EventLoopMismatchError(
+                "this DevinClient was first used in another event loop; a client (and its "
+                "connection pool) belongs to one loop: create a new DevinClient in this one "
+                "(e.g. one per asyncio.run)",
+                sent=False,
+            )
+        self._loop = loop
+        if self._fresh_left > 0:
+            self._fresh_left -= 1
+            if self._fresh_session is None or self._fresh_session.closed:
+                self._fresh_session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(force_close=True), raise_for_status=False
+                )
+            return self._fresh_session
+        session = self._session
+        if session is None:
+            connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit)
+            session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+            self._session = session
+        return session
+
+    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
+        limit = self._max_body
+        # Content-Length counts the bytes on the wire: for a compressed body (which aiohttp
+        # inflates as it reads) it says nothing of the size we would hold, so stream and count.
+        length = None if _encoded(resp) else resp.content_length
+        if length is not None and length > limit:
+            raise MalformedResponseError(
+                f"the response body ({length} bytes) exceeds the client's limit of {limit} bytes",
+                status=resp.status,
+            )
+        if length is not None:
+            return await resp.read()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise MalformedResponseError(
+                    f"the response body exceeds the client's limit of {limit} bytes",
+                    status=resp.status,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def send(self, request: HTTPRequest, *, timeout: float) -> HTTPResponse:
+        """Send one request; return the whole answer or raise APIConnectionError."""
+        http = self._http()
+        error: APIConnectionError
+        answered = False
+        try:
+            async with http.request(
+                request.method,
+                URL(request.url, encoded=True),
+                data=request.body,
+                headers=request.headers,
+                allow_redirects=False,
+                timeout=self._timeout(timeout),
+            ) as resp:
+                answered = True
+                length = resp.content_length
+                if length is not None and length <= self._max_body and not _encoded(resp):
+                    body = await resp.read()  # the common case, without another coroutine
+                else:
+                    body = await self._read_body(resp)
+                return HTTPResponse(resp.status, resp.headers, body)
+        except aiohttp.ClientConnectorError as exc:
+            error = APIConnectionError(
+                f"could not connect ({_where(request)}): {type(exc).__name__}: "
+                f"{exc.os_error or exc}",
+                sent=False,
+            )
+        except _ConnectionTimeout:
+            error = APITimeoutError(f"timed out connecting ({_where(request)})", sent=False)
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            error = APITimeoutError(
+                f"timed out waiting for the answer to {_where(request)}", sent=True
+            )
+        except RuntimeError as exc:
+            if "Event loop is closed" not in str(exc):
+                raise
+            error = EventLoopMismatchError(
+                "the event loop this DevinClient was first used in is closed; create a new "
+                "DevinClient in the running loop", sent=False)
+        except aiohttp.ClientError as exc:
+            if not answered and isinstance(
+                exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError
+            ):
+                # Probably a pooled connection the server had already closed: what follows
+                # goes out on fresh connections.
+                self._fresh_left = FRESH_AFTER_STALE
+            error = APIConnectionError(
+                f"the connection failed during {_where(request)}: {type(exc).__name__}: {exc}",
+                sent=True,
+            )
+        # Raised here, outside the handlers, so it has no __context__: aiohttp's exception
+        # carries the request headers (the API key) in its request_info.
+        raise error
+
+    async def aclose(self) -> None:
+        """Close the sessions this transport made (a borrowed one is left open)."""
+        for session in (self._fresh_session, self._session):
+            if session is not None and session is not self._borrowed and not session.closed:
+                await session.close()
+        self._session = self._borrowed
+        self._fresh_session = None
+
+    def unclosed(self) -> bool:
+        """Whether a session this transport made is still open."""
+        session = self._session
+        return session is not None and session is not self._borrowed and not session.closed
+

@@ -1,0 +1,57 @@
+"""The transport seam: one HTTP exchange as data in, data out.
+
+Everything above a transport (retries, rate limiting, redaction, decoding) is the same whatever
+the transport; a transport only moves bytes. It is the place a test plugs in
+(`devin_async.testing.MockTransport`, `FakeDevinServer.transport()`), as httpx's
+`AsyncBaseTransport.handle_async_request` is.
+
+Rules of this file:
+- a transport never retries, never follows a redirect and never decodes JSON;
+- a transport that failed raises `APIConnectionError` (or `APITimeoutError`) with `sent` telling
+  whether any byte of the request may have reached the server; any other exception it raises is
+  treated by the engine as a connection failure after sending (the safe assumption);
+- `timeout` is seconds for the whole exchange, from waiting for a connection to the last byte;
+- no message raised here contains a header value (the Authorization header is one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple, Protocol, runtime_checkable
+
+__all__ = ["HTTPRequest", "HTTPResponse", "Transport"]
+
+
+class HTTPRequest(NamedTuple):
+    """One request as the transport sends it: the URL is complete (query encoded)."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes | None = None
+
+
+class HTTPResponse(NamedTuple):
+    """One answer as the transport got it: status, headers (any case) and the whole body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """What `DevinClient(transport=...)` accepts."""
+
+    async def send(self, request: HTTPRequest, *, timeout: float) -> HTTPResponse:
+        """Send `request` and return the whole answer within `timeout` seconds.
+
+        Raises:
+            APIConnectionError: no answer (`.sent` says whether the request may have arrived).
+            APITimeoutError: `timeout` passed (or connecting took too long).
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections (the client calls it once, from its own `aclose()`)."""
+        ...
