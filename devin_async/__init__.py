@@ -7,7 +7,7 @@
 See README.md; `devin_async.testing.FakeDevinServer` is a local Devin for tests and demos.
 """
 
-from ._client import ClientClosedError, DevinClient
+from ._client import DevinClient
 from ._config import PollPolicy, RetryPolicy, Timeouts
 from ._enums import SessionStatus, StatusDetail
 from ._errors import (
@@ -16,6 +16,7 @@ from ._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ClientClosedError,
     ConflictError,
     CreateUnconfirmedError,
     DevinError,
@@ -39,9 +40,12 @@ from ._models import (
     PullRequest,
     Session,
     SessionEvent,
+    SessionSecret,
 )
+from ._pagination import Paginator
 from ._polling import Poller
-from ._sessions import Paginator, Sessions
+from ._sessions import Sessions
+from ._transport import HTTPRequest, HTTPResponse, Transport
 from ._version import __version__
 from ._watcher import Watcher
 
@@ -60,6 +64,8 @@ __all__ = [
     "CreateUnconfirmedError",
     "DevinClient",
     "DevinError",
+    "HTTPRequest",
+    "HTTPResponse",
     "InternalServerError",
     "MalformedResponseError",
     "Message",
@@ -78,10 +84,12 @@ __all__ = [
     "RetryPolicy",
     "Session",
     "SessionEvent",
+    "SessionSecret",
     "SessionStatus",
     "Sessions",
     "StatusDetail",
     "Timeouts",
+    "Transport",
     "UnprocessableEntityError",
     "WaitTimeoutError",
     "Watcher",

@@ -13,6 +13,7 @@ next few requests go out on fresh connections.
 from __future__ import annotations
 
 import asyncio
+
 import aiohttp
 from yarl import URL
 

@@ -1,9 +1,8 @@
-"""DevinClient: configuration, the aiohttp transport, and the retry loop.
+"""DevinClient: configuration checked once, then an engine and the resources that use it.
 
-Why the retry loop looks the way it does: the first attempt runs without any retry machinery (it
-is the common case and the hot path); only when it fails retryably is a tenacity controller built,
-which is handed that first failure so its stop/wait arithmetic counts it. Every attempt first
-passes the client-wide rate limiter, so a 429 seen by one request pauses them all.
+The client holds no request logic: it validates its settings (every bad value is a ValueError
+before anything is sent), builds the transport (aiohttp's unless one is given) and one `Engine`,
+and hands that engine to the resources (`sessions`, `attachments`, watchers).
 """
 
 from __future__ import annotations
@@ -11,49 +10,24 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
-import random
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import aiohttp
-from yarl import URL
-
-from . import _json
+from ._aiohttp import DEFAULT_CONNECTION_LIMIT, DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport
 from ._config import PollPolicy, RetryPolicy, Timeouts
-from ._errors import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    DevinError,
-    MalformedResponseError,
-    RateLimitError,
-)
-from ._instrument import (
-    Hook,
-    RequestEvent,
-    ResponseEvent,
-    RetryEvent,
-    as_hooks,
-    configure_from_env,
-    fire,
-    logger,
-)
-from ._protocol import (
-    Request,
-    check_id,
-    decode_error,
-    decode_json,
-    is_retryable,
-    parse_retry_after,
-)
-from ._ratelimit import RateLimiter
+from ._engine import Engine
+from ._errors import ClientClosedError
+from ._instrument import Hook, Hooks, as_hooks, configure_from_env
+from ._protocol import check_id
+from ._redact import Redactor, mask_key
+from ._transport import Transport
 from ._version import __version__
 
 if TYPE_CHECKING:
-    import tenacity
+    import aiohttp
 
     from ._models import Session
     from ._sessions import Sessions
@@ -63,26 +37,6 @@ __all__ = ["DEFAULT_BASE_URL", "ClientClosedError", "DevinClient", "mask_key"]
 
 DEFAULT_BASE_URL = "https://api.devin.ai"
 API_VERSIONS = ("v3beta1", "v3")
-#: Connection pool: enough sockets for a fan-out of hundreds without opening thousands.
-DEFAULT_CONNECTION_LIMIT = 64
-#: The largest body the client reads; a bigger one is an error, never an unbounded buffer.
-DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
-
-_ConnectionTimeout: tuple[type[BaseException], ...] = tuple(
-    t for t in (getattr(aiohttp, "ConnectionTimeoutError", None),) if t is not None
-)
-
-
-class ClientClosedError(DevinError, RuntimeError):
-    """The client was used after `aclose()`."""
-
-
-def mask_key(key: str) -> str:
-    """Return a printable stand-in for an API key: at most `cog_…last4`."""
-    prefix = "cog_" if key.startswith("cog_") else ""
-    if len(key) < 12:
-        return f"{prefix}…"
-    return f"{prefix}…{key[-4:]}"
 
 
 def _is_loopback(host: str) -> bool:
@@ -94,18 +48,46 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
+def check_base_url(base_url: object, allow_insecure_http: bool) -> str:
+    """Return the API origin if `base_url` is a usable one, else raise ValueError saying why."""
+    if not isinstance(base_url, str) or not base_url:
+        raise ValueError(f"base_url must be a non-empty string, got {base_url!r}")
+    if any(c.isspace() or not c.isprintable() for c in base_url):
+        raise ValueError(f"base_url must not contain spaces or control characters: {base_url!r}")
     parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        host = parts.hostname
+        parts.port  # noqa: B018 - a bad port raises here
+    except ValueError as exc:
+        raise ValueError(f"base_url is not a valid URL ({exc}): {base_url!r}") from None
+    if parts.scheme not in ("http", "https") or not host:
         raise ValueError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError("base_url must not carry credentials, a query or a fragment")
-    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+    if parts.path.strip("/"):
         raise ValueError(
-            f"base_url uses plain http:// to a non-loopback host ({parts.hostname}); the API key "
+            f"base_url must be the API origin only (like {DEFAULT_BASE_URL}), without a path: "
+            f"got {base_url!r}; the SDK adds /{{api_version}}/organizations/{{org_id}} itself "
+            "(set api_version= for the version)"
+        )
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(host):
+        raise ValueError(
+            f"base_url uses plain http:// to a non-loopback host ({host}); the API key "
             "would travel unencrypted. Use https:// or pass allow_insecure_http=True"
         )
-    return base_url.rstrip("/")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _check_key(api_key: str | None) -> str:
+    key = api_key
+    if key is None:
+        key = os.environ.get("DEVIN_API_KEY")
+        key = key.strip() if key else key  # a key read from a file ends with a newline
+    if not key or not isinstance(key, str):
+        raise ValueError("an API key is required: pass api_key= or set DEVIN_API_KEY")
+    if any(c.isspace() for c in key) or not key.isprintable():
+        raise ValueError("api_key contains whitespace or control characters")
+    return key
 
 
 class DevinClient:
@@ -115,22 +97,29 @@ class DevinClient:
     `DEVIN_API_KEY`, the organization from `org_id` or `DEVIN_ORG_ID`.
 
     Args:
-        api_key: a service-user credential (`cog_...`).
+        api_key: a service-user credential or personal access token (`cog_...`).
         org_id: the organization (`org-...`).
         base_url: the API origin; default `DEVIN_BASE_URL`, then https://api.devin.ai.
         api_version: `v3beta1` (default) or `v3`.
         timeouts: per-attempt timeouts.
-        retry: how failed requests are retried.
-        session: an aiohttp.ClientSession to borrow; the client never closes it.
+        retry: how failed requests are retried, and the deadline of one call.
+        session: an aiohttp.ClientSession to borrow for the default transport; never closed.
+        transport: a `Transport` to send requests with instead of aiohttp's (e.g.
+            `devin_async.testing.MockTransport`); closed by `aclose()`.
         poll: the default cadence of `poll`, `wait` and `watch`.
         allow_insecure_http: permit plain http:// to a non-loopback host.
-        clock, sleep: a monotonic clock and an async sleep (inject them in tests).
-        on_request, on_response, on_retry: event hooks for metrics.
-        client_tokens: tag each create with a client token so ambiguous failures can be
-            resolved without a duplicate (see `sessions.create`).
+        clock: a monotonic clock in seconds (inject a fake one in tests).
+        sleep: an async sleep on that clock.
+        on_request: hook(s) called with a `RequestEvent` before each attempt.
+        on_response: hook(s) called with a `ResponseEvent` after each attempt.
+        on_retry: hook(s) called with a `RetryEvent` before each retry's wait.
+        client_tokens: tag each create with a client token so an ambiguous failure is
+            resolved by looking it up instead of risking a duplicate (default True).
+        connection_limit: the most connections the default transport keeps open.
+        max_response_bytes: the largest response body read (after decompression).
 
     Raises:
-        ValueError: a missing key or org id, or a bad base URL or version.
+        ValueError: a missing key or org id, a bad base URL or version, or a bad setting.
     """
 
     def __init__(
@@ -143,6 +132,7 @@ class DevinClient:
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
+        transport: Transport | None = None,
         poll: PollPolicy | None = None,
         allow_insecure_http: bool = False,
         clock: Callable[[], float] | None = None,
@@ -154,54 +144,75 @@ class DevinClient:
         connection_limit: int = DEFAULT_CONNECTION_LIMIT,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get("DEVIN_API_KEY")
-        if not key or not isinstance(key, str):
-            raise ValueError("an API key is required: pass api_key= or set DEVIN_API_KEY")
-        if any(c.isspace() for c in key) or not key.isprintable():
-            raise ValueError("api_key contains whitespace or control characters")
-        org = org_id if org_id is not None else os.environ.get("DEVIN_ORG_ID")
+        key = _check_key(api_key)
+        org = org_id if org_id is not None else os.environ.get("DEVIN_ORG_ID", "").strip()
         if not org:
-            raise ValueError("an organization id is required: pass org_id= or set DEVIN_ORG_ID")
+            raise ValueError("an organization id is required: pass org_id= or set DEVIN_ORG_ID "
+                             "(`devin-async whoami` shows the key's organization)")
         check_id("org_id", org)
         if api_version not in API_VERSIONS:
             raise ValueError(f"api_version must be one of {API_VERSIONS}, got {api_version!r}")
-        url = base_url or os.environ.get("DEVIN_BASE_URL") or DEFAULT_BASE_URL
-        if not isinstance(connection_limit, int) or connection_limit < 1:
-            raise ValueError("connection_limit must be an int >= 1")
-        self._key = key
-        self._key_bytes = key.encode()
+        url = base_url or os.environ.get("DEVIN_BASE_URL", "").strip() or DEFAULT_BASE_URL
+        for name, value in (("connection_limit", connection_limit),
+                            ("max_response_bytes", max_response_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        for name, given, cls in (("timeouts", timeouts, Timeouts), ("retry", retry, RetryPolicy),
+                                 ("poll", poll, PollPolicy)):
+            if given is not None and not isinstance(given, cls):
+                raise ValueError(f"{name} must be a {cls.__name__}, got {type(given).__name__}")
+        if transport is not None and session is not None:
+            raise ValueError("pass either session= (for the aiohttp transport) or transport=")
+        if transport is not None and not isinstance(transport, Transport):
+            raise ValueError("transport must have `async send(request, *, timeout)` and "
+                             "`async aclose()` (see devin_async.Transport)")
+        if not isinstance(client_tokens, bool):
+            raise ValueError("client_tokens must be a bool")
         self.org_id = org
         self.api_version = api_version
-        self.base_url = _check_base_url(url, allow_insecure_http)
+        self.base_url = check_base_url(url, allow_insecure_http)
         self.timeouts = timeouts if timeouts is not None else Timeouts()
         self.retry = retry if retry is not None else RetryPolicy()
         self.poll_policy = poll if poll is not None else PollPolicy()
         self.client_tokens = client_tokens
-        self._clock = clock or time.monotonic
-        self._sleep = sleep or asyncio.sleep
-        self._on_request = as_hooks(on_request)
-        self._on_response = as_hooks(on_response)
-        self._on_retry = as_hooks(on_retry)
-        self._connection_limit = connection_limit
-        self._max_body = max_response_bytes
-        self._borrowed = session
-        self._session: aiohttp.ClientSession | None = session
+        self._redactor = Redactor(key)
+        if transport is None:
+            transport = AiohttpTransport(
+                session=session, connection_limit=connection_limit,
+                max_response_bytes=max_response_bytes, connect=self.timeouts.connect,
+                read=self.timeouts.read)
+        self.transport: Transport = transport
+        self._engine = Engine(
+            transport=transport,
+            origin=f"{self.base_url}/{api_version}",
+            org_path=f"/organizations/{org}",
+            headers={
+                "Authorization": f"Bearer {key}",
+                "User-Agent": f"devin-async/{__version__}",
+                "Accept": "application/json",
+            },
+            redactor=self._redactor,
+            retry=self.retry,
+            timeouts=self.timeouts,
+            clock=clock or time.monotonic,
+            sleep=sleep or asyncio.sleep,
+            hooks=Hooks(as_hooks(on_request), as_hooks(on_response), as_hooks(on_retry)),
+        )
         self._closed = False
-        self._prefix = f"{self.base_url}/{api_version}/organizations/{org}"
-        self._path_prefix = f"/{api_version}/organizations/{org}"
-        self._headers = {
-            "Authorization": f"Bearer {key}",
-            "User-Agent": f"devin-async/{__version__}",
-            "Accept": "application/json",
-        }
-        self._json_headers = {**self._headers, "Content-Type": "application/json"}
-        self._timeout = _client_timeout(self.timeouts, self.timeouts.total)
-        self.limiter = RateLimiter(self._clock, self._sleep,
-                                   max_pause=self.retry.max_retry_after)
         self._sessions: Sessions | None = None
         configure_from_env()
 
     # -- public surface -------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The request engine every resource of this client sends through."""
+        return self._engine
+
+    @property
+    def limiter(self) -> Any:
+        """The client-wide rate limiter (shared by every request of this client)."""
+        return self._engine.limiter
 
     @property
     def sessions(self) -> Sessions:
@@ -209,7 +220,8 @@ class DevinClient:
         if self._sessions is None:
             from ._sessions import Sessions
 
-            self._sessions = Sessions(self)
+            self._sessions = Sessions(self._engine, poll=self.poll_policy,
+                                      client_tokens=self.client_tokens)
         return self._sessions
 
     def watch(
@@ -222,7 +234,7 @@ class DevinClient:
         """Return a Watcher that reports every change across many sessions."""
         from ._watcher import Watcher
 
-        return Watcher(self, session_ids, until=until, policy=policy)
+        return Watcher(self.sessions, session_ids, until=until, policy=policy)
 
     @property
     def closed(self) -> bool:
@@ -238,287 +250,27 @@ class DevinClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client's own HTTP session (a borrowed one is left open)."""
+        """Close the client's transport (a borrowed aiohttp session is left open)."""
+        if self._closed:
+            return
         self._closed = True
-        session, self._session = self._session, None
-        if session is not None and session is not self._borrowed and not session.closed:
-            await session.close()
+        self._engine.closed = True
+        await self._engine.aclose()
 
     def __repr__(self) -> str:
         return (
             f"DevinClient(base_url={self.base_url!r}, org_id={self.org_id!r}, "
-            f"api_version={self.api_version!r}, api_key={mask_key(self._key)!r})"
+            f"api_version={self.api_version!r}, api_key={self._redactor.mask!r})"
         )
 
-    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        session = getattr(self, "_session", None)
-        if session is not None and session is not self._borrowed and not session.closed:
-            _warn(
+    def __del__(self) -> None:
+        transport = getattr(self, "transport", None)
+        unclosed = getattr(transport, "unclosed", None)
+        if not getattr(self, "_closed", True) and unclosed is not None and unclosed():
+            warnings.warn(
                 "DevinClient was never closed; use `async with DevinClient()` or "
                 "`await client.aclose()`",
                 ResourceWarning,
                 stacklevel=2,
             )
 
-    # -- transport ------------------------------------------------------------------------
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise ClientClosedError("this DevinClient is closed; create a new one")
-        session = self._session
-        if session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self._connection_limit, limit_per_host=self._connection_limit
-            )
-            session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, raise_for_status=False
-            )
-            self._session = session
-        return session
-
-    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
-        limit = self._max_body
-        # Content-Length counts the bytes on the wire: for a compressed body (which aiohttp
-        # inflates as it reads) it says nothing of the size we would hold, so stream and count.
-        length = None if _encoded(resp) else resp.content_length
-        if length is not None and length > limit:
-            raise MalformedResponseError(
-                f"the response body ({length} bytes) exceeds the client's limit of {limit} bytes",
-                status=resp.status,
-            )
-        if length is not None:
-            return await resp.read()
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in resp.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                raise MalformedResponseError(
-                    f"the response body exceeds the client's limit of {limit} bytes",
-                    status=resp.status,
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    async def _send(
-        self, req: Request, timeout: aiohttp.ClientTimeout | None
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        """Send one attempt; return (status, headers, body) or raise APIConnectionError."""
-        http = self._http()
-        url = URL(self._prefix + req.path, encoded=True)
-        if req.json is not None:
-            data: bytes | None = _json.dumps(req.json)
-            headers = self._json_headers
-        else:
-            data = None
-            headers = self._headers
-        error: APIConnectionError
-        try:
-            async with http.request(
-                req.method,
-                url,
-                params=req.params or None,
-                data=data,
-                headers=headers,
-                allow_redirects=False,
-                timeout=timeout or self._timeout,
-            ) as resp:
-                length = resp.content_length
-                if length is not None and length <= self._max_body and not _encoded(resp):
-                    body = await resp.read()  # the common case, without another coroutine
-                else:
-                    body = await self._read_body(resp)
-                return resp.status, resp.headers, body
-        except aiohttp.ClientConnectorError as exc:
-            error = APIConnectionError(
-                f"could not connect to {self.base_url}: {exc.os_error or exc}",
-                method=req.method,
-                path=req.path,
-                sent=False,
-            )
-        except _ConnectionTimeout:
-            error = APITimeoutError(
-                f"timed out connecting to {self.base_url} ({req.method} {req.path})",
-                method=req.method,
-                path=req.path,
-                sent=False,
-            )
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            error = APITimeoutError(
-                f"timed out waiting for the answer to {req.method} {req.path}",
-                method=req.method,
-                path=req.path,
-                sent=True,
-            )
-        except aiohttp.ClientError as exc:
-            error = APIConnectionError(
-                f"the connection failed during {req.method} {req.path}: "
-                f"{type(exc).__name__}: {exc}",
-                method=req.method,
-                path=req.path,
-                sent=True,
-            )
-        # Raised here, outside the handlers, so it has no __context__: aiohttp's exception
-        # carries the request headers (the API key) in its request_info.
-        raise error
-
-    async def _attempt(
-        self,
-        req: Request,
-        attempt: int,
-        timeout: aiohttp.ClientTimeout | None,
-        hints: list[float] | None = None,
-    ) -> Any:
-        await self.limiter.acquire()
-        path = self._path_prefix + req.path
-        if self._on_request:
-            fire(self._on_request, RequestEvent(req.method, path, attempt))
-        start = self._clock()
-        try:
-            status, headers, body = await self._send(req, timeout)
-        except DevinError as exc:
-            elapsed = self._clock() - start
-            if self._on_response:
-                fire(self._on_response, ResponseEvent(req.method, path, attempt, None, elapsed,
-                                                      None, exc))
-            # str(exc), not exc: a handler that keeps records must not keep the traceback.
-            logger.debug("%s %s failed after %.1f ms (attempt %d): %s",
-                         req.method, path, elapsed * 1e3, attempt, str(exc))
-            raise
-        elapsed = self._clock() - start
-        if self._key_bytes in body:  # a server that echoes the key must not leak it into errors
-            body = body.replace(self._key_bytes, mask_key(self._key).encode())
-        if self._on_response:
-            rid = headers.get("x-request-id")
-            fire(self._on_response,
-                 ResponseEvent(req.method, path, attempt, status, elapsed, rid))
-        if logger.isEnabledFor(10):
-            logger.debug("%s %s -> %d in %.1f ms (attempt %d)",
-                         req.method, path, status, elapsed * 1e3, attempt)
-        if 200 <= status < 300:
-            self.limiter.on_success()
-            if hints is not None and (hint := parse_retry_after(headers)) is not None:
-                hints.append(hint)
-            return decode_json(status, body)
-        error = decode_error(status, headers, body, method=req.method, path=path)
-        if isinstance(error, RateLimitError):
-            self.limiter.on_throttle(error.retry_after)
-        else:
-            if status == 503 and error.retry_after:  # down for a while: nobody knocks before
-                self.limiter.pause(error.retry_after)
-            self.limiter.on_success()
-        raise error
-
-    async def _request(
-        self, req: Request, *, retry: RetryPolicy | None = None, hints: list[float] | None = None
-    ) -> Any:
-        """Send `req` under the retry policy; return the decoded JSON of the 2xx answer.
-
-        `hints`, when given, receives the Retry-After of a successful answer (pollers use it).
-        """
-        policy = retry or self.retry
-        try:
-            return await self._attempt(req, 1, None, hints)
-        except DevinError as exc:
-            if policy.max_attempts < 2 or not self._may_retry(exc, req, policy):
-                raise
-            first: BaseException | None = exc
-        import tenacity  # the slow path only: a first attempt that succeeds never needs it
-
-        deadline = self._clock() + policy.deadline
-        attempt = 1
-
-        async def again() -> Any:
-            nonlocal first, attempt
-            if first is not None:
-                error, first = first, None
-                raise error
-            attempt += 1
-            remaining = deadline - self._clock()
-            timeout = None
-            if remaining < self.timeouts.total:
-                timeout = _client_timeout(self.timeouts, max(remaining, 0.001))
-            return await self._attempt(req, attempt, timeout, hints)
-
-        def stop(state: tenacity.RetryCallState) -> bool:
-            if state.attempt_number >= policy.max_attempts:
-                return True
-            return self._clock() + state.upcoming_sleep >= deadline
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome else None
-            assert error is not None
-            path = self._path_prefix + req.path
-            logger.info("retrying %s %s in %.2f s (attempt %d failed: %s)", req.method, path,
-                        state.upcoming_sleep, state.attempt_number, _summary(error))
-            if self._on_retry:
-                fire(self._on_retry, RetryEvent(req.method, path, state.attempt_number,
-                                                state.upcoming_sleep, error))
-
-        retrying = tenacity.AsyncRetrying(
-            stop=stop,
-            wait=_Wait(policy),
-            retry=tenacity.retry_if_exception(lambda e: self._may_retry(e, req, policy)),
-            sleep=self._sleep,
-            before_sleep=before_sleep,
-            reraise=True,
-        )
-        return await retrying(again)
-
-    def _may_retry(self, error: BaseException, req: Request, policy: RetryPolicy) -> bool:
-        # The one place that says yes to a retry: the predicate, then the shared retry budget.
-        return (is_retryable(error, req.kind, policy.max_retry_after)
-                and self.limiter.allow_retry(error))
-
-
-def _client_timeout(timeouts: Timeouts, total: float) -> aiohttp.ClientTimeout:
-    """Return aiohttp's timeouts for one attempt of at most `total` seconds.
-
-    - `sock_connect` is `Timeouts.connect`: opening a connection (TCP and TLS).
-    - `connect` (aiohttp's: waiting for a pooled connection, resolving, connecting) may take all
-      but the end of the attempt. Queueing for the pool under fan-out is not a failure to
-      connect, so it does not count against `Timeouts.connect`; but an attempt that never got a
-      connection still fails as a connect timeout, before `total` fires, so it is known unsent
-      (safe to retry, even a create). aiohttp rounds timers over 5 s up to whole seconds, so the
-      margin is a second there.
-    - `sock_read` only when `read` is shorter than the attempt: otherwise `total` fires first
-      anyway, and aiohttp would re-arm an unneeded timer on every chunk (see `Timeouts`).
-    """
-    queue = max(total - 1.0, total * 0.9)
-    return aiohttp.ClientTimeout(
-        total=total,
-        connect=queue,
-        sock_connect=min(timeouts.connect, queue),
-        sock_read=timeouts.read if timeouts.read < total else None,
-    )
-
-
-def _encoded(resp: aiohttp.ClientResponse) -> bool:
-    """Whether the body is sent compressed (Content-Length is then not the size read)."""
-    return resp.headers.get("Content-Encoding", "identity").strip().lower() not in (
-        "", "identity")
-
-
-def _summary(error: BaseException) -> str:
-    if isinstance(error, APIStatusError):
-        return f"{error.status} {error.detail}"[:200]
-    return f"{type(error).__name__}: {error}"[:200]
-
-
-class _Wait:
-    """The server's Retry-After when it gave one, else full-jitter exponential backoff.
-
-    A plain callable (tenacity takes any `RetryCallState -> float`), so that defining it does
-    not import tenacity.
-    """
-
-    def __init__(self, policy: RetryPolicy) -> None:
-        self.policy = policy
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        error = retry_state.outcome.exception() if retry_state.outcome else None
-        hint = getattr(error, "retry_after", None)
-        if hint is not None:
-            return float(hint)
-        ceiling = self.policy.backoff(retry_state.attempt_number)
-        return random.uniform(0, ceiling) if self.policy.jitter else ceiling

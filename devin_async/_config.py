@@ -15,19 +15,42 @@ Every default is finite. Why these numbers:
 
 from __future__ import annotations
 
+import math
+
 import attrs
 
 __all__ = ["PollPolicy", "RetryPolicy", "Timeouts"]
 
 
+def _number(attribute: attrs.Attribute[float], value: object) -> float:
+    """Return `value` if it is a finite real number (bool is not one), else raise ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(
+            f"{attribute.name} must be a number of seconds, got {type(value).__name__} {value!r}"
+        )
+    if not math.isfinite(value):
+        raise ValueError(f"{attribute.name} must be finite, got {value!r}")
+    return value
+
+
 def _positive(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (value > 0):
+    if not _number(attribute, value) > 0:
         raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
 
 
 def _non_negative(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (value >= 0):
+    if not _number(attribute, value) >= 0:
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _at_least_one(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not _number(attribute, value) >= 1:
+        raise ValueError(f"{attribute.name} must be >= 1 (a growth factor), got {value!r}")
+
+
+def _bool(_inst: object, attribute: attrs.Attribute[bool], value: object) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{attribute.name} must be a bool, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -62,17 +85,25 @@ class RetryPolicy:
         max_backoff: cap of one backoff.
         multiplier: growth of the backoff per attempt.
         jitter: use full jitter (a random wait between 0 and the backoff).
-        max_retry_after: the longest server `Retry-After` honoured; a longer one fails at once.
-        deadline: the longest one call may take, retries and waits included.
+        max_retry_after: the longest wait a server hint can cause: a longer `Retry-After` on a
+            failure fails that call at once (`.retry_after` set) and pauses no other request;
+            on a successful answer (a poller's cadence) it is cut to this.
+        deadline: the longest one call may take: the first attempt, retries, backoff, waits in
+            the rate limiter and a create's token look-ups included.
+        settle: how long a create's token look-up keeps looking before it concludes that the
+            create did not happen (the list endpoint may lag behind writes); and how long after
+            a create that followed an ambiguous failure the SDK checks for a second session
+            with the same token (which it then terminates, keeping the oldest).
     """
 
     max_attempts: int = attrs.field(default=4)
     initial_backoff: float = attrs.field(default=0.5, validator=_non_negative)
     max_backoff: float = attrs.field(default=8.0, validator=_non_negative)
-    multiplier: float = attrs.field(default=2.0, validator=_positive)
-    jitter: bool = True
+    multiplier: float = attrs.field(default=2.0, validator=_at_least_one)
+    jitter: bool = attrs.field(default=True, validator=_bool)
     max_retry_after: float = attrs.field(default=60.0, validator=_non_negative)
     deadline: float = attrs.field(default=180.0, validator=_positive)
+    settle: float = attrs.field(default=5.0, validator=_non_negative)
 
     @max_attempts.validator
     def _check_attempts(self, attribute: attrs.Attribute[int], value: int) -> None:
@@ -86,7 +117,11 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Return the backoff ceiling before retry number `attempt` (1-based), before jitter."""
-        return float(min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1)))
+        try:
+            grown = self.initial_backoff * self.multiplier ** (attempt - 1)
+        except OverflowError:
+            return float(self.max_backoff)
+        return float(min(self.max_backoff, grown))
 
 
 @attrs.frozen(kw_only=True)
@@ -103,7 +138,7 @@ class PollPolicy:
 
     initial: float = attrs.field(default=1.0, validator=_positive)
     max: float = attrs.field(default=30.0, validator=_positive)
-    multiplier: float = attrs.field(default=1.5, validator=_positive)
+    multiplier: float = attrs.field(default=1.5, validator=_at_least_one)
     jitter: float = attrs.field(default=0.1, validator=_non_negative)
 
     @jitter.validator

@@ -1,12 +1,22 @@
 """Duplicate-safe creates.
 
-The v3 API has no idempotency key, so a create whose answer was lost (a timeout or reset after
-sending, a 500/502/504, a garbled 2xx) may or may not have made a session. Retrying blindly makes
-a second one. So each create carries a client token as a tag, `devin-async-token:<uuid4 hex>`;
-after an ambiguous failure the client waits its backoff, looks the token up (`list` with
-`tags=[tag]`), and only if no session carries it sends the create again, with the same token.
-If that lookup fails too, CreateUnconfirmedError says the create may have happened and carries the
-token so the caller can reconcile.
+The v3 API has no idempotency key, so a create whose answer was lost (a reset after sending, a
+500/502/504, a garbled 2xx, a timeout) may or may not have made a session, and a blind resend
+can make a second one. So each create carries a client token as a tag,
+`devin-async-token:<token>`. The engine's decision table says when the fate of a create is
+unknown; then this module's look-up asks the server (`list` with `tags=[tag]`) and the engine
+resends only if no session carries the token.
+
+Why the look-up keeps looking, and why a second check: a real API's list is often served from an
+index that lags writes by a second or more, so "not found" right after a lost answer means little.
+The look-up keeps looking for `RetryPolicy.settle` seconds before it concludes "not created".
+And after a create that was resent, once the index has settled, the SDK lists the token again;
+if two sessions carry it, it keeps the oldest and terminates the others. Every wait is bounded
+by the call's deadline.
+
+`idempotency_key`: the token is derived from the key (a stable hash), so the same key finds the
+same session across calls, processes and restarts; it is looked up before the first send, and
+concurrent calls with one key on one client share one create.
 
 The token tag is the SDK's bookkeeping: the server keeps it (it shows in the web app), but the
 SDK strips it from `Session.tags` everywhere and exposes it as `Session.client_token`. A request
@@ -15,138 +25,200 @@ that already has 50 tags has no room for it and is sent without the guard.
 
 from __future__ import annotations
 
-import random
-import re
+import asyncio
+import hashlib
 import uuid
-from typing import TYPE_CHECKING
+from collections import OrderedDict
 
-from ._errors import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    CreateUnconfirmedError,
-    DevinError,
-    MalformedResponseError,
-)
-from ._instrument import RetryEvent, fire, logger
+from ._decisions import Kind
+from ._engine import Engine, Reply
+from ._errors import APITimeoutError, CreateUnconfirmedError, DevinError
+from ._instrument import logger
 from ._models import MAX_TAGS, TOKEN_TAG_PREFIX, CreateSessionRequest, Session
-from ._protocol import Kind, Request, parse_session, parse_session_page
+from ._protocol import Request, parse_session, parse_session_page
 
-if TYPE_CHECKING:
-    from ._client import DevinClient
+__all__ = ["TOKEN_TAG_PREFIX", "Creator", "new_token", "token_for_key"]
 
-__all__ = ["TOKEN_TAG_PREFIX", "create_session", "is_ambiguous", "new_client_token"]
+#: Keys remembered per client (key -> session), so a repeat finds its session even before the
+#: list index shows it.
+MEMO_SIZE = 10_000
+#: The first pause between two look-ups of a settling window (it doubles).
+FIRST_LOOK_PAUSE = 0.25
 
-_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{8,64}")
-AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
 
-
-def new_client_token() -> str:
-    """Return a fresh client token (never shared between two requests)."""
+def new_token() -> str:
+    """Return a fresh random client token (never shared between two requests)."""
     return uuid.uuid4().hex
 
 
-def is_ambiguous(error: BaseException) -> bool:
-    """Return whether a failed create may have made a session anyway."""
-    if isinstance(error, APIStatusError):
-        return error.status in AMBIGUOUS_STATUSES
-    if isinstance(error, APIConnectionError):
-        return error.sent
-    return isinstance(error, MalformedResponseError)
+def token_for_key(key: str) -> str:
+    """Return the client token an idempotency key stands for (a stable 32-hex-digit hash)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def _token_for(client: DevinClient, request: CreateSessionRequest,
-               client_token: str | bool | None) -> str | None:
-    if client_token is False or (client_token is None and not client.client_tokens):
-        return None
-    if len(request.tags or ()) >= MAX_TAGS:
-        logger.debug("create has %d tags: no room for the client token, sent unguarded",
-                     MAX_TAGS)
-        return None
-    if isinstance(client_token, str):
-        if _TOKEN_RE.fullmatch(client_token) is None:
-            raise ValueError("client_token must be 8-64 of A-Z a-z 0-9 _ -")
-        return client_token
-    if client_token not in (None, True):
-        raise ValueError("client_token must be a string, True, False or None")
-    return new_client_token()
+def _oldest(sessions: list[Session]) -> Session:
+    return min(sessions, key=lambda s: (s.created_at, s.session_id))
 
 
-async def find_by_token(client: DevinClient, tag: str) -> Session | None:
-    """Return the session carrying the token tag, if the server has one."""
-    request = Request("GET", "/sessions", Kind.READ,
-                      params=(("first", "10"), ("tags", tag)))
-    page = parse_session_page(await client._request(request))
-    for session in page.items:
-        if session.client_token == tag[len(TOKEN_TAG_PREFIX):]:
-            return session
-    return None
+class Creator:
+    """The create path of one client: token tags, look-ups, single flight, duplicate clean-up."""
 
+    def __init__(self, engine: Engine, *, client_tokens: bool) -> None:
+        self.engine = engine
+        self.client_tokens = client_tokens
+        self._inflight: dict[str, asyncio.Future[Session]] = {}
+        self._memo: OrderedDict[str, Session] = OrderedDict()
 
-async def create_session(client: DevinClient, request: CreateSessionRequest, *,
-                         client_token: str | bool | None = None) -> Session:
-    """Create one session; with a token, resolve ambiguous failures without a duplicate."""
-    token = _token_for(client, request, client_token)
-    if token is None:
-        body = request.to_body()
-        return parse_session(await client._request(Request("POST", "/sessions", Kind.UNSAFE,
-                                                           json=body)))
-    tag = TOKEN_TAG_PREFIX + token
-    body = request.to_body(tags=[*(request.tags or ()), tag])
-    send = Request("POST", "/sessions", Kind.UNSAFE, json=body)
-    policy = client.retry
-    deadline = client._clock() + policy.deadline
-    attempt = 0
-    # A create that timed out after sending may still be running on the server: from then on
-    # it is only looked up, never sent again (a resend could race it into a duplicate).
-    pending: APITimeoutError | None = None
-    while True:
-        attempt += 1
-        if pending is None:
-            try:
-                return parse_session(await client._request(send))
-            except DevinError as error:
-                if not is_ambiguous(error):
-                    raise
-                last: DevinError = error
-                if isinstance(error, APITimeoutError):
-                    pending = error
-        # The create may have happened: wait, then ask the server before sending again.
-        delay = random.uniform(0, policy.backoff(attempt)) if policy.jitter \
-            else policy.backoff(attempt)
-        path = client._path_prefix + "/sessions"
-        logger.info("create %s failed ambiguously (%s); looking the token up in %.2f s",
-                    token, str(last), delay)
-        if client._on_retry:
-            fire(client._on_retry, RetryEvent("POST", path, attempt, delay, last))
-        await client._sleep(delay)
+    async def create(self, request: CreateSessionRequest, *, guard: bool | None = None,
+                     deadline: float | None = None, token: str | None = None) -> Session:
+        """Create one session; with a token, resolve ambiguous failures without a duplicate.
+
+        Args:
+            request: the validated request (its `idempotency_key`, if any, gives the token).
+            guard: tag the create with a client token (default: the client's setting).
+            deadline: the call's deadline (default: the retry policy's from now).
+            token: the client token to use when the request has no idempotency key (a caller
+                that must know it before the create ends, e.g. to report a cancelled create).
+        """
+        engine = self.engine
+        if deadline is None:
+            deadline = engine.deadline()
+        key = request.idempotency_key
+        use_guard = self.client_tokens if guard is None else guard
+        if key is None and (not use_guard or len(request.tags or ()) >= MAX_TAGS):
+            if use_guard:
+                logger.debug("create has %d tags: no room for the client token, sent unguarded",
+                             MAX_TAGS)
+            reply = await engine.request(
+                Request("POST", "/sessions", Kind.CREATE, json=request.to_body()),
+                deadline=deadline)
+            return parse_session(reply.data)
+        if key is None:
+            return await self._guarded(request, token or new_token(), deadline, known=False)
+        token = token_for_key(key)
+        remembered = self._memo.get(token)
+        if remembered is not None:
+            return remembered
+        shared = self._inflight.get(token)
+        if shared is not None:
+            return await asyncio.shield(shared)
+        future: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
+        self._inflight[token] = future
         try:
-            found = await find_by_token(client, tag)
-        except DevinError as lookup_error:
+            session = await self._guarded(request, token, deadline, known=True)
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # retrieved: no "never retrieved" warning without sharers
+            raise
+        else:
+            future.set_result(session)
+            self._remember(token, session)
+            return session
+        finally:
+            del self._inflight[token]
+
+    def _remember(self, token: str, session: Session) -> None:
+        self._memo[token] = session
+        if len(self._memo) > MEMO_SIZE:
+            self._memo.popitem(last=False)
+
+    async def _guarded(self, request: CreateSessionRequest, token: str, deadline: float, *,
+                       known: bool) -> Session:
+        tag = TOKEN_TAG_PREFIX + token
+        if known:  # an idempotency key: an earlier call (anywhere) may have created it
+            existing = await self.find(tag, deadline)
+            if existing:
+                return await self._keep_oldest(existing)
+        body = request.to_body(tags=[*(request.tags or ()), tag])
+        send = Request("POST", "/sessions", Kind.CREATE, json=body)
+        misses = 0
+
+        async def look_up(call_deadline: float) -> Reply | None:
+            nonlocal misses
+            found = await self._settled_look_up(tag, token, call_deadline)
+            if found is None:
+                misses += 1
+                return None
+            return Reply(found, 200, {}, None)
+
+        try:
+            reply = await self.engine.request(send, deadline=deadline, look_up=look_up)
+        except APITimeoutError as exc:
+            if misses == 0 and not exc.sent:
+                raise
             raise CreateUnconfirmedError(
-                f"the create may have happened: it failed ambiguously ({last}) and looking up "
-                f"its client token {token} failed too ({lookup_error}); reconcile with "
+                f"the create timed out ({exc}) and no session with its client token {token} "
+                f"has appeared yet; it may still be created: reconcile with "
                 f"sessions.list(tags=[{tag!r}])",
-                client_token=token,
-                tag=tag,
-                original=last,
-            ) from lookup_error
-        if found is not None:
-            logger.info("create %s had happened: found %s", token, found.session_id)
-            return found
-        if pending is not None:
-            if attempt >= policy.max_attempts or client._clock() >= deadline:
+                client_token=token, tag=tag, original=exc) from None
+        data = reply.data
+        session = data if isinstance(data, Session) else parse_session(data)
+        if misses or known:
+            # A resend (or a key another process may be using): once the index has settled,
+            # a second session with this token is a duplicate; keep the oldest.
+            session = await self._deduplicate(tag, token, session, deadline, wait=misses > 0)
+        return session
+
+    async def find(self, tag: str, deadline: float) -> list[Session]:
+        """Return the sessions carrying the token tag (one list request)."""
+        request = Request("GET", "/sessions", Kind.READ, params=(("first", "10"), ("tags", tag)))
+        reply = await self.engine.request(request, deadline=deadline)
+        token = tag[len(TOKEN_TAG_PREFIX):]
+        return [s for s in parse_session_page(reply.data).items if s.client_token == token]
+
+    async def _settled_look_up(self, tag: str, token: str, deadline: float) -> Session | None:
+        """Look the token up until found, or until `settle` seconds said nothing."""
+        engine = self.engine
+        start = engine.clock()
+        pause = FIRST_LOOK_PAUSE
+        while True:
+            try:
+                found = await self.find(tag, deadline)
+            except DevinError as lookup_error:
                 raise CreateUnconfirmedError(
-                    f"the create timed out ({pending}) and no session with its client token "
-                    f"{token} has appeared yet; it may still be created: reconcile with "
+                    f"the create may have happened: its answer was lost and looking up its "
+                    f"client token {token} failed ({lookup_error}); reconcile with "
                     f"sessions.list(tags=[{tag!r}])",
-                    client_token=token,
-                    tag=tag,
-                    original=pending,
-                )
-            continue  # look again after the next backoff; never resend
-        # Not found: the create did not happen, so sending it again cannot duplicate it.
-        # The resend spends from the shared retry budget, so an outage is not multiplied.
-        if (attempt >= policy.max_attempts or client._clock() >= deadline
-                or not client.limiter.allow_retry(last)):
-            raise last
+                    client_token=token, tag=tag, original=lookup_error) from None
+            if found:
+                session = _oldest(found)
+                logger.info("create %s had happened: found %s", token, session.session_id)
+                return session
+            now = engine.clock()
+            left = engine.retry.settle - (now - start)
+            if left <= 0 or now + min(pause, left) >= deadline:
+                return None
+            await engine.sleep(min(pause, left))
+            pause *= 2
+
+    async def _deduplicate(self, tag: str, token: str, session: Session, deadline: float, *,
+                           wait: bool) -> Session:
+        engine = self.engine
+        if wait:
+            pause = min(engine.retry.settle, max(0.0, deadline - engine.clock() - 1.0))
+            if pause > 0:
+                await engine.sleep(pause)
+        try:
+            found = await self.find(tag, deadline)
+        except DevinError as exc:
+            logger.warning("create %s: could not check for a duplicate (%s)", token, str(exc))
+            return session
+        if all(s.session_id != session.session_id for s in found):
+            found.append(session)
+        return await self._keep_oldest(found, deadline)
+
+    async def _keep_oldest(self, found: list[Session], deadline: float | None = None) -> Session:
+        keep = _oldest(found)
+        for extra in found:
+            if extra.session_id == keep.session_id or extra.is_terminal:
+                continue
+            logger.warning("session %s duplicates %s (same client token): terminating it",
+                           extra.session_id, keep.session_id)
+            try:
+                await self.engine.request(
+                    Request("DELETE", f"/sessions/{extra.session_id}", Kind.IDEMPOTENT,
+                            params=(("archive", "false"),)), deadline=deadline)
+            except DevinError as exc:
+                logger.warning("could not terminate duplicate %s: %s", extra.session_id, str(exc))
+        return keep

@@ -35,6 +35,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "ConflictError",
     "CreateUnconfirmedError",
     "DevinError",
@@ -129,12 +130,19 @@ class InternalServerError(APIStatusError):
     """5xx."""
 
 
-class WaitTimeoutError(DevinError):
-    """A wait or poll reached its deadline; the session itself was left alone."""
+class WaitTimeoutError(DevinError, TimeoutError):
+    """A wait or poll reached its deadline; the session itself was left alone.
+
+    Also a `TimeoutError`, so `except TimeoutError` (and `asyncio.timeout` users) catch it.
+    """
 
     def __init__(self, message: str, *, last_session: Session | None):
         super().__init__(message)
         self.last_session = last_session
+
+
+class ClientClosedError(DevinError, RuntimeError):
+    """The client was used after `aclose()`."""
 
 
 class MalformedResponseError(DevinError):

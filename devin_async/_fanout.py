@@ -26,14 +26,12 @@ import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._create import create_session
-from ._errors import RateLimitError
 from ._models import BatchResult, CreateSessionRequest, Session
 
 if TYPE_CHECKING:
-    from ._client import DevinClient
+    from ._sessions import Sessions
 
-__all__ = ["CreateMany", "create_many"]
+__all__ = ["CreateMany"]
 
 RequestLike = CreateSessionRequest | Mapping[str, Any]
 Requests = Iterable[RequestLike] | AsyncIterable[RequestLike]
@@ -46,27 +44,11 @@ class _End:
 _END = _End()
 
 
-def create_many(client: DevinClient, requests: Requests, *, concurrency: int = 8) -> CreateMany:
-    """Create a session per request, at most `concurrency` at once; yield results as they end.
-
-    Args:
-        client: the client whose limiter, retries and duplicate guard every create shares.
-        requests: an iterable or async iterable of `CreateSessionRequest` or dicts of its
-            fields, consumed lazily (the next one is pulled only when a worker is free).
-        concurrency: the most creates in flight at once (an int >= 1).
-
-    Raises:
-        ValueError: `concurrency` is not an int >= 1, or `requests` is not an iterable of
-            requests (a single dict or string, say), before anything is sent.
-    """
-    return CreateMany(client, requests, concurrency=concurrency)
-
-
 class _Batch:
     """The running state shared by the workers (the iterator only points at it)."""
 
-    def __init__(self, client: DevinClient, requests: Requests, concurrency: int) -> None:
-        self.client = client
+    def __init__(self, sessions: Sessions, requests: Requests, concurrency: int) -> None:
+        self.sessions = sessions
         self.concurrency = concurrency
         self.sync_source: Iterator[RequestLike] | None = None
         self.async_source: AsyncIterator[RequestLike] | None = None
@@ -150,25 +132,8 @@ class _Batch:
         return BatchResult(index, item, session=session)
 
     async def create(self, request: CreateSessionRequest) -> Session:
-        """Create one session; a throttle that outlasts the retries waits its turn again.
-
-        A 429 with a Retry-After means the server did not act, so in a batch it is back-pressure,
-        not a failure: the request waits its turn again, until the retry policy's deadline, while
-        the shared retry budget lasts.
-        """
-        client = self.client
-        deadline = client._clock() + client.retry.deadline
-        throttles = 0
-        while True:
-            try:
-                return await create_session(client, request)
-            except RateLimitError as exc:
-                throttles += 1
-                wait = max(exc.retry_after or 0.0, client.retry.backoff(throttles))
-                if (exc.retry_after is None or client._clock() + wait >= deadline
-                        or not client.limiter.allow_retry(exc)):
-                    raise
-                await client._sleep(wait)
+        """Create one session: the client's duplicate-safe create, under its one deadline."""
+        return await self.sessions.creator.create(request)
 
     def cancel(self) -> None:
         self.stopping = True
@@ -196,7 +161,8 @@ class CreateMany:
     Also an async context manager (`async with ... as results:`) that closes on exit.
     """
 
-    def __init__(self, client: DevinClient, requests: Requests, *, concurrency: int = 8) -> None:
+    def __init__(self, sessions: Sessions, requests: Requests, *, concurrency: int = 8,
+                 batch_key: str | None = None) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
         if isinstance(requests, str | bytes | Mapping | CreateSessionRequest) or not isinstance(
@@ -206,7 +172,7 @@ class CreateMany:
                 "requests must be an iterable or async iterable of CreateSessionRequest or "
                 f"dicts, got {type(requests).__name__}"
             )
-        self._batch = _Batch(client, requests, concurrency)
+        self._batch = _Batch(sessions, requests, concurrency)
         self._started = False
         self._done = False
         self._finalizer = weakref.finalize(self, _Batch.abandon, self._batch)

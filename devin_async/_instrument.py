@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["RequestEvent", "ResponseEvent", "RetryEvent", "logger"]
+__all__ = ["Hooks", "RequestEvent", "ResponseEvent", "RetryEvent", "logger"]
 
 logger = logging.getLogger("devin_async")
 
@@ -66,6 +66,15 @@ def as_hooks(value: Hook | Iterable[Hook] | None) -> tuple[Hook, ...]:
         if not callable(hook):
             raise ValueError(f"hooks must be callables, got {type(hook).__name__}")
     return hooks
+
+
+@attrs.frozen
+class Hooks:
+    """The client's event hooks, each a tuple of callables (empty: nothing is built)."""
+
+    on_request: tuple[Hook, ...] = ()
+    on_response: tuple[Hook, ...] = ()
+    on_retry: tuple[Hook, ...] = ()
 
 
 def fire(hooks: tuple[Hook, ...], event: object) -> None:

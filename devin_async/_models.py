@@ -6,18 +6,25 @@ Field names are the API's own. Responses are turned into these by the one conver
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar, overload
 
 import attrs
 
 from . import _lifecycle
+from ._create_request import (
+    ADVANCED_MODES,
+    MAX_TAGS,
+    RESERVED_TAG_PREFIX,
+    CreateSessionRequest,
+    SessionSecret,
+)
 from ._enums import SessionStatus, StatusDetail
 
 __all__ = [
     "ADVANCED_MODES",
     "MAX_TAGS",
+    "RESERVED_TAG_PREFIX",
     "TOKEN_TAG_PREFIX",
     "Attachment",
     "BatchResult",
@@ -27,14 +34,13 @@ __all__ = [
     "PullRequest",
     "Session",
     "SessionEvent",
+    "SessionSecret",
 ]
 
 T = TypeVar("T")
 
-MAX_TAGS = 50
 #: The tag prefix of the client token that guards a create against duplicates (see _create).
 TOKEN_TAG_PREFIX = "devin-async-token:"
-ADVANCED_MODES = frozenset({"analyze", "create", "improve", "batch", "manage"})
 
 
 @attrs.frozen
@@ -161,187 +167,36 @@ class Page(Generic[T]):
     total: int | None = None
 
 
-def _check_str_list(name: str, value: object) -> list[str]:
-    if type(value) is list:  # the common case, without the ABC checks below
-        for item in value:
-            if type(item) is not str:
-                break
-        else:
-            return list(value)
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence | set | frozenset):
-        raise ValueError(f"{name} must be a list of strings, got {type(value).__name__}")
-    items = list(value)
-    for item in items:
-        if not isinstance(item, str):
-            raise ValueError(f"{name} must be a list of strings, found {type(item).__name__}")
-    return items
-
-
-#: How deep `extra` may nest (a body deeper than this is a mistake, not a session option).
-MAX_JSON_DEPTH = 128
-
-
-class _NotJSONData(Exception):
-    """What `_check_json_data` found wrong, and where (the path is built only on this path)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.path: list[str] = []
-
-
-def _check_json_data(value: object, depth: int = 0) -> None:
-    """Raise _NotJSONData unless `value` is plain JSON data.
-
-    Plain: dicts with string keys, lists and tuples, strings, ints, finite floats, bools and
-    None; exactly what both JSON codecs encode alike. So a NaN, a datetime or a mapping proxy is
-    a clear error before anything is sent rather than a 422 (or a silent null) after.
-    """
-    if value is None or isinstance(value, str | bool | int):
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise _NotJSONData(f"is {value!r}, which JSON cannot carry")
-        return
-    if depth >= MAX_JSON_DEPTH:
-        raise _NotJSONData(f"nests deeper than {MAX_JSON_DEPTH} levels")
-    pairs: Iterable[tuple[object, object]]
-    if isinstance(value, dict):
-        pairs, keyed = value.items(), True  # a dict's keys must be strings
-    elif isinstance(value, list | tuple):
-        pairs, keyed = enumerate(value), False
-    else:
-        raise _NotJSONData(f"is a {type(value).__name__}, which is not JSON data")
-    for key, item in pairs:
-        if keyed and not isinstance(key, str):
-            raise _NotJSONData(f"has a key that is not a string: {key!r}")
-        try:
-            _check_json_data(item, depth + 1)
-        except _NotJSONData as exc:
-            exc.path.append(f"[{key!r}]")  # an index's repr is the index
-            raise
-
-
-_LIST_FIELDS = ("knowledge_ids", "repos", "secret_ids", "session_links", "tags")
-_STR_FIELDS = ("child_playbook_id", "create_as_user_id", "playbook_id", "title")
-
-
-@attrs.frozen(kw_only=True)
-class CreateSessionRequest:
-    """The body of a create; only the fields given are sent.
-
-    `extra` passes newer body fields (e.g. `devin_mode`, `structured_output_schema`) through
-    unchanged. Call `validate()` (create does) to check the documented rules before sending.
-    """
-
-    prompt: str = attrs.field(kw_only=False)
-    advanced_mode: str | None = None
-    bypass_approval: bool | None = None
-    child_playbook_id: str | None = None
-    create_as_user_id: str | None = None
-    knowledge_ids: list[str] | None = None
-    max_acu_limit: int | None = None
-    playbook_id: str | None = None
-    repos: list[str] | None = None
-    secret_ids: list[str] | None = None
-    session_links: list[str] | None = None
-    tags: list[str] | None = None
-    title: str | None = None
-    extra: Mapping[str, Any] = attrs.field(factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CreateSessionRequest:
-        """Build a request from a dict of body fields; unknown keys go to `extra`."""
-        if not isinstance(data, Mapping):
-            raise ValueError(f"a create request must be a mapping, got {type(data).__name__}")
-        known = {f.name for f in attrs.fields(cls)} - {"extra"}
-        fields = {k: v for k, v in data.items() if k in known}
-        extra = {k: v for k, v in data.items() if k not in known and k != "extra"}
-        extra.update(data.get("extra") or {})
-        if "prompt" not in fields:
-            raise ValueError("prompt is required")
-        return cls(**fields, extra=extra)
-
-    def validate(self) -> None:
-        """Check the documented rules; raise ValueError naming the field at fault."""
-        if not isinstance(self.prompt, str) or not self.prompt.strip():
-            raise ValueError("prompt must be a non-empty string")
-        mode = self.advanced_mode
-        if mode is not None:
-            if mode not in ADVANCED_MODES:
-                raise ValueError(
-                    f"advanced_mode must be one of {sorted(ADVANCED_MODES)}, got {mode!r}"
-                )
-            if mode == "analyze" and not self.session_links:
-                raise ValueError("session_links is required when advanced_mode is 'analyze'")
-            if mode in ("improve", "batch") and not self.child_playbook_id:
-                raise ValueError(f"child_playbook_id is required when advanced_mode is {mode!r}")
-        limit = self.max_acu_limit
-        if limit is not None and (
-            not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0
-        ):
-            raise ValueError(f"max_acu_limit must be a positive int, got {limit!r}")
-        if self.bypass_approval is not None and not isinstance(self.bypass_approval, bool):
-            raise ValueError("bypass_approval must be a bool")
-        for name in _STR_FIELDS:
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
-                raise ValueError(f"{name} must be a string, got {type(value).__name__}")
-        for name in _LIST_FIELDS:
-            value = getattr(self, name)
-            if value is not None:
-                _check_str_list(name, value)
-        if self.tags is not None and len(self.tags) > MAX_TAGS:
-            raise ValueError(f"tags must hold at most {MAX_TAGS} tags, got {len(self.tags)}")
-        extra = self.extra
-        if type(extra) is not dict and not isinstance(extra, Mapping):
-            raise ValueError("extra must be a mapping of body fields")
-        if extra:
-            clash = sorted(k for k in extra if k in _BODY_FIELDS)
-            if clash:
-                raise ValueError(f"extra repeats named fields: {', '.join(clash)}")
-            try:
-                # `extra` itself may be any mapping (to_body copies it into a dict).
-                _check_json_data(dict(extra))
-            except _NotJSONData as exc:
-                where = "".join(reversed(exc.path))
-                raise ValueError(f"extra{where} {exc.reason}") from None
-
-    def to_body(self, *, tags: list[str] | None = None) -> dict[str, Any]:
-        """Return the JSON body: given fields only, never a null, then `extra`.
-
-        `tags`, when given, replaces the request's tags in the body (the request is unchanged).
-        """
-        body: dict[str, Any] = {}
-        for name, is_list in _BODY_LAYOUT:
-            value = getattr(self, name)
-            if value is not None:
-                body[name] = list(value) if is_list else value
-        if tags is not None:
-            body["tags"] = tags
-        for key, value in self.extra.items():
-            if value is not None:
-                body[key] = value
-        return body
-
-
-_BODY_FIELDS = tuple(f.name for f in attrs.fields(CreateSessionRequest) if f.name != "extra")
-_BODY_LAYOUT = tuple((name, name in _LIST_FIELDS) for name in _BODY_FIELDS)
-
-
 @attrs.frozen
 class BatchResult:
-    """The outcome of one request of `create_many`: `session` or `error` is set, never both."""
+    """The outcome of one request of `create_many`: `session` or `error` is set, never both.
+
+    `existing` is True when a `batch_key` run found the session already created by an earlier
+    run (nothing was sent for it).
+    """
 
     index: int
     request: CreateSessionRequest | Mapping[str, Any]
     session: Session | None = None
     error: BaseException | None = None
+    existing: bool = False
 
     @property
     def ok(self) -> bool:
-        """Return whether the session was created."""
+        """Return whether the session was created (or already existed)."""
         return self.error is None and self.session is not None
+
+    def unwrap(self) -> Session:
+        """Return the session, or raise the request's error (a typed way past `Session | None`).
+
+        Raises:
+            BaseException: the error this request ended with.
+        """
+        if self.session is not None and self.error is None:
+            return self.session
+        if self.error is not None:
+            raise self.error
+        raise RuntimeError(f"request {self.index} has neither a session nor an error")
 
 
 @attrs.frozen

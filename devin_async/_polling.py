@@ -3,47 +3,39 @@
 Why it looks like this:
 - A class with `__anext__`, not an async generator: when the consumer breaks out, is cancelled or
   times out, nothing is left suspended (no generator to finalize, no task, no open request).
-- Time is the client's: `client._clock` and `client._sleep` only, so tests inject a fake clock and
-  never sleep. The deadline is also passed down as the retry policy's deadline, so the client's
-  own retry loop cannot outlive it.
+- Time is the engine's: `engine.clock` and `engine.sleep` only, so tests inject a fake clock and
+  never sleep. Each poll is one engine call whose deadline is the sooner of the retry policy's
+  and the iteration's own `timeout`, so no retry inside a poll can outlive the wait.
 - Cadence: a session that is about to change (phase STARTING: new, claimed, resuming) is polled at
   `policy.initial`; otherwise the interval grows by `multiplier` up to `max` while nothing changes
   and snaps back to `initial` on a change; each wait gets +/- `jitter`.
-- Failures: what the client's retry loop could not absorb is sorted by `is_transient` (the same
-  predicate that decides retries). A transient failure is logged once per kind and polling goes on
+- Failures: what the engine could not absorb is sorted by `_decisions.rides_out` (the polling
+  column of the one decision table). A transient failure is logged once per kind and polling goes on
   at its own backed-off cadence, never sooner than the server's Retry-After. A malformed 2xx body
   counts as transient a few times in a row (a proxy's hiccup), then is raised: a response shape we
   cannot read will not fix itself. Anything else (401, 403, 404, 400, ...) ends the iteration.
+- Hints: a server's Retry-After (on a failure or on a 2xx answer) is honoured, capped by
+  `RetryPolicy.max_retry_after` (the engine logs the first time it cuts one).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import random
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import attrs
-
 from ._config import PollPolicy
-from ._errors import (
-    APIStatusError,
-    DevinError,
-    InternalServerError,
-    MalformedResponseError,
-    WaitTimeoutError,
-)
+from ._decisions import rides_out
+from ._errors import APIStatusError, DevinError, MalformedResponseError, WaitTimeoutError
 from ._instrument import logger
 from ._lifecycle import Phase
 from ._models import Session
-from ._protocol import Kind, Request, is_retryable, parse_session
 
 if TYPE_CHECKING:
-    from ._client import DevinClient
+    from ._sessions import Sessions
 
-__all__ = ["MAX_MALFORMED", "FailureLog", "Poller", "is_fatal", "is_transient", "jittered"]
+__all__ = ["MAX_MALFORMED", "FailureLog", "Poller", "is_fatal", "jittered"]
 
 #: Consecutive malformed answers tolerated before the error is raised.
 MAX_MALFORMED = 5
@@ -55,14 +47,9 @@ def _settled(session: Session) -> bool:
     return session.is_settled
 
 
-def is_transient(error: BaseException) -> bool:
-    """Return whether polling should ride `error` out: what a read retries, and any 5xx."""
-    return isinstance(error, InternalServerError) or is_retryable(error, Kind.READ, math.inf)
-
-
 def is_fatal(error: BaseException) -> bool:
-    """Return whether `error` ends polling at once (not transient, not a malformed body)."""
-    return not isinstance(error, MalformedResponseError) and not is_transient(error)
+    """Return whether `error` ends polling at once (the decision table's polling column)."""
+    return not rides_out(error)
 
 
 def jittered(policy: PollPolicy, interval: float) -> float:
@@ -145,11 +132,11 @@ class Poller:
     """Yield a session now, then at every change of (status, status_detail), until `until`.
 
     Args:
-        client: the DevinClient to poll with.
+        sessions: the session resource to read with (its engine gives the clock and sleep).
         session_id: the session, already validated.
         until: stop after yielding a session for which this is true (default: settled).
         policy: the cadence (default: the client's `poll_policy`).
-        timeout: seconds for the whole iteration, on the client's clock.
+        timeout: seconds for the whole iteration, on the engine's clock.
 
     Raises:
         ValueError: a bad `until` or `timeout` (at construction, before any request).
@@ -159,7 +146,7 @@ class Poller:
 
     def __init__(
         self,
-        client: DevinClient,
+        sessions: Sessions,
         session_id: str,
         *,
         until: Until | None = None,
@@ -174,22 +161,22 @@ class Poller:
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
         ):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        self._client = client
+        self._sessions = sessions
+        self._engine = sessions.engine
         self.session_id = session_id
         self._until = until or _settled
-        self._policy = policy or client.poll_policy
+        self._policy = policy or sessions.poll_policy
         self._timeout = None if timeout is None else float(timeout)
         self._deadline: float | None = None
         self._started = False
         self._done = False
         self._reported: tuple[str, str | None] | None = None
         self._interval = self._policy.initial
-        self._hints: list[float] = []
         self._wait = 0.0
         self._log = FailureLog(f"polling session {session_id}")
         #: The last session seen (yielded or not).
         self.last_session: Session | None = None
-        #: Poll requests made (each may include the client's own retries).
+        #: Poll requests made (each may include the engine's own retries).
         self.requests = 0
 
     def __aiter__(self) -> Poller:
@@ -201,7 +188,7 @@ class Poller:
         if not self._started:
             self._started = True
             if self._timeout is not None:
-                self._deadline = self._client._clock() + self._timeout
+                self._deadline = self._engine.clock() + self._timeout
         try:
             session = await self._next_change()
         except asyncio.CancelledError:
@@ -218,14 +205,19 @@ class Poller:
         self._done = True
 
     async def _next_change(self) -> Session:
+        engine = self._engine
         while True:
             await self._pause(self._wait)
+            self.requests += 1
             try:
-                session = await self._fetch()
+                session, reply = await self._sessions.fetch_session(
+                    self.session_id, deadline=self._call_deadline())
             except DevinError as exc:
+                if self._deadline is not None and engine.clock() >= self._deadline:
+                    raise self._timed_out() from None
                 self._log.failure(exc)
                 self._interval = self._policy.next_interval(self._interval)
-                hint = getattr(exc, "retry_after", None) or 0.0
+                hint = engine.cap_hint(getattr(exc, "retry_after", None)) or 0.0
                 self._wait = max(jittered(self._policy, self._interval), hint)
                 continue
             self._log.success()
@@ -236,51 +228,32 @@ class Poller:
                 self._interval = self._policy.initial
             else:
                 self._interval = self._policy.next_interval(self._interval)
-            # A Retry-After on a successful answer is honoured too, on every response.
-            self._wait = max(jittered(self._policy, self._interval), max(self._hints, default=0.0))
+            # A Retry-After on a successful answer is honoured too (capped), on every response.
+            self._wait = max(jittered(self._policy, self._interval), reply.retry_after or 0.0)
             if changed:
                 self._reported = session.state
                 return session
+
+    def _call_deadline(self) -> float | None:
+        """The deadline of one poll: the policy's, or sooner if the iteration ends first."""
+        if self._deadline is None:
+            return None
+        return min(self._deadline, self._engine.deadline())
 
     async def _pause(self, delay: float) -> None:
         """Sleep `delay` seconds, or raise WaitTimeoutError if the deadline comes first."""
         if self._deadline is None:
             if delay > 0:
-                await self._client._sleep(delay)
+                await self._engine.sleep(delay)
             return
-        remaining = self._deadline - self._client._clock()
+        remaining = self._deadline - self._engine.clock()
         if remaining <= 0:
             raise self._timed_out()
         if delay >= remaining:
-            await self._client._sleep(remaining)
+            await self._engine.sleep(remaining)
             raise self._timed_out()
         if delay > 0:
-            await self._client._sleep(delay)
-
-    async def _fetch(self) -> Session:
-        client = self._client
-        request = Request("GET", f"/sessions/{self.session_id}", Kind.READ)
-        self.requests += 1
-        hints = self._hints
-        hints.clear()
-        if self._deadline is None:
-            return parse_session(await client._request(request, hints=hints))
-        remaining = max(self._deadline - client._clock(), 1e-3)
-        retry = client.retry
-        if remaining < retry.deadline:
-            retry = attrs.evolve(retry, deadline=remaining)
-        if client._clock is not time.monotonic:
-            # An injected clock: the retry deadline above bounds the wait on that clock.
-            return parse_session(await client._request(request, retry=retry, hints=hints))
-        # The loop's clock is the client's: also bound a slow attempt itself.
-        try:
-            async with asyncio.timeout(remaining) as scope:
-                data = await client._request(request, retry=retry, hints=hints)
-        except TimeoutError:
-            if scope.expired():
-                raise self._timed_out() from None
-            raise
-        return parse_session(data)
+            await self._engine.sleep(delay)
 
     def _timed_out(self) -> WaitTimeoutError:
         last = self.last_session

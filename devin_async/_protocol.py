@@ -6,28 +6,30 @@ aiohttp layer only sends a `Request` and hands back the status, headers and byte
 Rules of this file:
 - every id that goes into a path passes `check_id` first, so no request can leave its endpoint;
 - every way a response can be wrong ends as a DevinError subclass, never a KeyError/TypeError;
-- whether a failure is retried is decided in `is_retryable`, once.
+- URLs, queries and JSON bodies are encoded here; the transport only moves bytes;
+- whether a failure is retried is decided in `_decisions`, not here.
 """
 
 from __future__ import annotations
 
 import email.utils
-import enum
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
+from urllib.parse import quote, urlencode
 
 from . import _json
 from ._converter import CONVERTER, CONVERTER_HOOKS, split_token, structure_page
+from ._decisions import Kind
 from ._errors import (
-    APIConnectionError,
     APIStatusError,
     MalformedResponseError,
     UnprocessableEntityError,
     error_class_for,
 )
 from ._models import MAX_TAGS, Attachment, Message, Page, Session
+from ._redact import Redactor
 
 __all__ = [
     "ARRAY_FORMAT",
@@ -37,7 +39,7 @@ __all__ = [
     "decode_error",
     "decode_json",
     "encode_array",
-    "is_retryable",
+    "encode_url",
     "parse_retry_after",
 ]
 
@@ -49,14 +51,6 @@ ARRAY_FORMAT = "comma"
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")
 _MAX_DETAIL = 500
-
-
-class Kind(enum.Enum):
-    """What a request does, which decides what may be retried."""
-
-    READ = "read"  # GET: safe to repeat
-    IDEMPOTENT = "idempotent"  # same effect if repeated (PUT tags, DELETE, archive, tag append)
-    UNSAFE = "unsafe"  # create, send message: a repeat may act twice
 
 
 class Request(NamedTuple):
@@ -71,6 +65,13 @@ class Request(NamedTuple):
     kind: Kind
     params: tuple[tuple[str, str], ...] = ()
     json: Any = None
+
+
+def encode_url(base: str, params: tuple[tuple[str, str], ...]) -> str:
+    """Return `base` with the query `params` percent-encoded (`,` too: `ids=a%2Cb`)."""
+    if not params:
+        return base
+    return f"{base}?{urlencode(params, quote_via=quote, safe='')}"
 
 
 def check_id(name: str, value: object) -> str:
@@ -236,8 +237,12 @@ def decode_error(
     method: str = "",
     path: str = "",
     now: float | None = None,
+    redact: Redactor | None = None,
 ) -> APIStatusError:
-    """Turn a non-2xx answer into its typed error (pure; never raises)."""
+    """Turn a non-2xx answer into its typed error (pure; never raises).
+
+    `redact` masks a secret in everything taken from the answer (body, detail, request id).
+    """
     decoded: Any
     detail = ""
     errors: list[dict[str, Any]] = []
@@ -254,6 +259,10 @@ def decode_error(
     if not detail:
         detail = _REASONS.get(status, "HTTP error")
     rid = request_id(headers)
+    if redact is not None:
+        decoded, detail = redact.value(decoded), redact.text(detail)
+        errors = redact.value(errors)
+        rid = None if rid is None else redact.text(rid)
     retry_after = parse_retry_after(headers, now)
     where = f" ({method} {path})" if method else ""
     message = f"{status} {_REASONS.get(status, 'HTTP error')}: {detail}{where}"
@@ -367,23 +376,3 @@ def parse_attachments(data: Any) -> list[Attachment]:
         "attachments", data, lambda: [hook(item, Attachment) for item in data]
     )
     return items
-
-
-#: Statuses worth another try, by kind. A create or message is retried only when the server
-#: surely did not act on it: 408 (it gave up reading), 429 (throttled), 503 (not taken in).
-RETRY_STATUSES: dict[Kind, frozenset[int]] = {
-    Kind.READ: frozenset({408, 429, 500, 502, 503, 504}),
-    Kind.IDEMPOTENT: frozenset({408, 429, 502, 503, 504}),
-    Kind.UNSAFE: frozenset({408, 429, 503}),
-}
-
-
-def is_retryable(exc: BaseException, kind: Kind, max_retry_after: float) -> bool:
-    """Decide whether a failed attempt may be tried again (the one retry predicate)."""
-    if isinstance(exc, APIStatusError):
-        if exc.status not in RETRY_STATUSES[kind]:
-            return False
-        return exc.retry_after is None or exc.retry_after <= max_retry_after
-    if isinstance(exc, APIConnectionError):
-        return kind is not Kind.UNSAFE or not exc.sent
-    return False

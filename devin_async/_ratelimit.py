@@ -5,7 +5,8 @@ a storm: every caller retries on its own clock and the server sees the load mult
 requests of a client pass one gate with three parts:
 
 1. Pause. A 429 with a hint (`retry-after-ms`, else `Retry-After`) pauses every sender until
-   then, not only the one that got it; so does a 503 with one (without cutting the rate).
+   then, not only the one that got it; so does a 503 with one (without cutting the rate). A
+   hint longer than `max_pause` pauses nobody, and no sender waits past its own deadline.
 2. Pace. Until the first 429 the gate is open. From then on requests leave one at a time, evenly
    spaced at a send rate (a FIFO queue whose head waits for its slot), so nothing bursts after a
    pause. The rate:
@@ -87,8 +88,9 @@ class RateLimiter:
         cubic_scale: the CUBIC growth constant.
         window: seconds over which successes are counted.
         min_rate: the lowest send rate ever set, in requests per second.
-        max_pause: the longest pause one hint imposes on every sender (a longer hint means
-            "come back later": the request that got it fails fast, others are not held).
+        max_pause: the longest pause one hint imposes on every sender; a longer hint pauses
+            nobody (it means "come back later": the request that got it fails fast, and the
+            others may be sent and get their own 429).
         retry_budget: tokens in the retry bucket (None: retries are never vetoed).
         retry_cost, timeout_retry_cost, success_refund: the bucket's prices.
     """
@@ -134,6 +136,7 @@ class RateLimiter:
         self._cold = False  # growing from a cold-start guess by slow start
         self._last_send = -math.inf
         self._queue = asyncio.Lock()
+        self._waiters = 0
         self._episode = -math.inf  # when the current run of throttles began
         self._last_throttle = -math.inf
         self._successes: collections.deque[float] = collections.deque()
@@ -162,15 +165,40 @@ class RateLimiter:
         """Return the tokens left in the retry budget (None: no budget)."""
         return None if self._capacity is None else self._tokens
 
-    async def acquire(self) -> None:
-        """Wait until a request may be sent: past any pause, then on the next paced slot."""
+    async def acquire(self, deadline: float | None = None) -> None:
+        """Wait until a request may be sent: past any pause, then on the next paced slot.
+
+        Args:
+            deadline: the call's deadline on this limiter's clock: a wait that would end past
+                it is not started (APITimeoutError, unsent), so no request is held longer than
+                its own deadline allows.
+        """
         if not self._queue.locked() and self._take(self._clock(), None) == 0.0:
             return
-        async with self._queue:  # FIFO: one waiter at a time computes its slot
-            planned = None
-            while (wait := self._take(self._clock(), planned)) > 0.0:
-                planned = self._clock() + wait
-                await self._sleep(wait)
+        # A pause holds every sender alike: no order to keep, so no queue to stand in.
+        while (pause := self._pause_until - self._clock()) > 0.0:
+            self._check(deadline, pause, "paused by a server's Retry-After")
+            await self._sleep(pause)
+        rate = self._rate_at(self._clock())
+        if rate is not None:
+            self._check(deadline, (self._waiters + 1) / rate, "queued behind the send rate")
+        self._waiters += 1
+        try:
+            async with self._queue:  # FIFO: one waiter at a time computes its slot
+                planned = None
+                while (wait := self._take(self._clock(), planned)) > 0.0:
+                    self._check(deadline, wait, "queued behind the send rate")
+                    planned = self._clock() + wait
+                    await self._sleep(wait)
+        finally:
+            self._waiters -= 1
+
+    def _check(self, deadline: float | None, wait: float, why: str) -> None:
+        if deadline is not None and self._clock() + wait > deadline:
+            raise APITimeoutError(
+                f"the call's deadline would pass while {why} ({wait:.2f} s more); not sent",
+                sent=False,
+            )
 
     def pause(self, retry_after: float) -> None:
         """Hold every sender for a server's hint (up to `max_pause`), without cutting the rate.
@@ -178,19 +206,18 @@ class RateLimiter:
         For a 503 that says when to come back: the server is down for a while, not over a
         quota, so there is nothing to learn about its rate; but nobody should knock before then.
         """
-        if retry_after > 0:
-            until = self._clock() + min(retry_after, self._max_pause)
-            self._pause_until = max(self._pause_until, until)
+        if 0 < retry_after <= self._max_pause:
+            self._pause_until = max(self._pause_until, self._clock() + retry_after)
 
     def on_throttle(self, retry_after: float | None) -> None:
         """Record a 429: pause everyone for the hint, and cut the send rate."""
         now = self._clock()
         self.throttles += 1
         hinted = retry_after is not None and retry_after > 0
-        if hinted:
-            assert retry_after is not None
-            pause = min(retry_after, self._max_pause)
-            self._pause_until = max(self._pause_until, now + pause)
+        if hinted and retry_after is not None and retry_after <= self._max_pause:
+            # A longer hint means "come back later": the call that got it fails fast, and no
+            # pause longer than the cap is imposed on the others (they may get their own 429).
+            self._pause_until = max(self._pause_until, now + retry_after)
         beta = self._beta_hinted if hinted else self._beta
         current = self._rate_at(now)
         new_episode = now - self._last_throttle > self._window

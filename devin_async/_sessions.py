@@ -1,21 +1,34 @@
 """`client.sessions`: one method per session endpoint, plus polling and fan-out entry points.
 
 Each method checks its arguments (ValueError before any request), builds a `Request`, sends it
-through the client's retry loop and structures the answer. Listing endpoints return a `Paginator`
-that follows every page lazily.
+through the engine (one deadline per call) and structures the answer. Listings return a
+`Paginator` that follows every page lazily.
 """
 
 from __future__ import annotations
 
 import builtins
 import datetime as dt
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._config import PollPolicy
+from ._create import Creator
+from ._create_request import check_user_tags as _check_user_tags
+from ._decisions import Kind
+from ._engine import Engine, Reply
 from ._errors import MalformedResponseError
-from ._models import Attachment, CreateSessionRequest, Message, Page, Session
+from ._models import (
+    TOKEN_TAG_PREFIX,
+    Attachment,
+    CreateSessionRequest,
+    Message,
+    Page,
+    Session,
+    SessionSecret,
+)
+from ._pagination import Paginator
 from ._protocol import (
-    Kind,
     Request,
     check_id,
     check_tags,
@@ -28,8 +41,6 @@ from ._protocol import (
 )
 
 if TYPE_CHECKING:
-    from ._client import DevinClient
-    from ._config import PollPolicy
     from ._fanout import CreateMany
     from ._polling import Poller
 
@@ -39,74 +50,6 @@ T = TypeVar("T")
 MAX_PAGE_SIZE = 200
 
 
-class _PageIterator(Generic[T]):
-    """Async iterator over pages, following end_cursor while has_next_page."""
-
-    def __init__(self, fetch: Callable[[str | None], Awaitable[Page[T]]]) -> None:
-        self._fetch = fetch
-        self._cursor: str | None = None
-        self._done = False
-
-    def __aiter__(self) -> _PageIterator[T]:
-        return self
-
-    async def __anext__(self) -> Page[T]:
-        if self._done:
-            raise StopAsyncIteration
-        page = await self._fetch(self._cursor)
-        if not page.has_next_page or not page.end_cursor:
-            self._done = True
-        elif page.end_cursor == self._cursor:
-            self._done = True
-            raise MalformedResponseError(
-                "the server returned the same cursor twice; stopping to avoid a loop"
-            )
-        else:
-            self._cursor = page.end_cursor
-        return page
-
-
-class _ItemIterator(Generic[T]):
-    def __init__(self, pages: _PageIterator[T]) -> None:
-        self._pages = pages
-        self._items: list[T] = []
-        self._pos = 0
-
-    def __aiter__(self) -> _ItemIterator[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        while self._pos >= len(self._items):
-            page = await self._pages.__anext__()
-            self._items, self._pos = page.items, 0
-        item = self._items[self._pos]
-        self._pos += 1
-        return item
-
-
-class Paginator(Generic[T]):
-    """A lazy listing: `async for item in ...` follows every page; `.pages()` gives pages."""
-
-    def __init__(self, fetch: Callable[[str | None], Awaitable[Page[T]]]) -> None:
-        self._fetch = fetch
-
-    def __aiter__(self) -> AsyncIterator[T]:
-        return _ItemIterator(_PageIterator(self._fetch))
-
-    def pages(self) -> AsyncIterator[Page[T]]:
-        """Iterate page by page."""
-        return _PageIterator(self._fetch)
-
-    async def to_list(self, limit: int | None = None) -> list[T]:
-        """Collect the items (at most `limit`) into a list."""
-        out: list[T] = []
-        async for item in self:
-            if limit is not None and len(out) >= limit:
-                break
-            out.append(item)
-        return out
-
-
 def _timestamp(name: str, value: int | float | dt.datetime | None) -> str | None:
     if value is None:
         return None
@@ -114,12 +57,13 @@ def _timestamp(name: str, value: int | float | dt.datetime | None) -> str | None
         if value.tzinfo is None:
             raise ValueError(f"{name} must be timezone-aware (or Unix seconds)")
         return str(int(value.timestamp()))
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e11:
         raise ValueError(f"{name} must be Unix seconds (a non-negative int) or a datetime")
     return str(int(value))
 
 
-def _page_size(value: object) -> int:
+def page_size_of(value: object) -> int:
+    """Return `value` if it is a valid page size (1..200), else raise ValueError."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be an int from 1 to {MAX_PAGE_SIZE}, got {value!r}")
     return value
@@ -137,79 +81,123 @@ def _str_list(name: str, values: Iterable[str] | None) -> list[str] | None:
     return items
 
 
+def session_filters(**filters: Any) -> builtins.list[tuple[str, str]] | None:
+    """Return the query pairs of the session list's filters (None: `session_ids=[]`, no match).
+
+    Raises:
+        ValueError: a filter is malformed.
+    """
+    params: builtins.list[tuple[str, str]] = []
+    for name in ("session_ids", "tags", "origins", "user_ids", "service_user_ids", "repo_names"):
+        items = _str_list(name, filters.get(name))
+        if items:
+            params += encode_array(name, items)
+        elif items is not None and name == "session_ids":
+            return None  # no ids: nothing can match
+    for name in ("created_after", "created_before", "updated_after", "updated_before"):
+        value = _timestamp(name, filters.get(name))
+        if value is not None:
+            params.append((name, value))
+    for name in ("playbook_id", "schedule_id", "category"):
+        text = filters.get(name)
+        if text is not None:
+            if not isinstance(text, str) or not text:
+                raise ValueError(f"{name} must be a non-empty string")
+            params.append((name, text))
+    archived = filters.get("is_archived")
+    if archived is not None:
+        if not isinstance(archived, bool):
+            raise ValueError("is_archived must be a bool")
+        params.append(("is_archived", "true" if archived else "false"))
+    return params
+
+
+def _unique(page: Page[Session]) -> Page[Session]:
+    """Raise MalformedResponseError if a page lists one session twice in different states."""
+    seen: dict[str, tuple[str, str | None, int]] = {}
+    for s in page.items:
+        state = (s.status.value, None if s.status_detail is None else s.status_detail.value,
+                 s.updated_at)
+        if seen.setdefault(s.session_id, state) != state:
+            raise MalformedResponseError(
+                f"a list page holds session {s.session_id} twice, in different states")
+    return page
+
+
+async def _empty_page(cursor: str | None, first: int) -> Page[Any]:
+    return Page(items=[])
+
+
 class Sessions:
     """The session endpoints of one client (`client.sessions`)."""
 
-    def __init__(self, client: DevinClient) -> None:
-        self._client = client
+    def __init__(self, engine: Engine, *, poll: PollPolicy, client_tokens: bool = True) -> None:
+        self.engine = engine
+        self.poll_policy = poll
+        self.creator = Creator(engine, client_tokens=client_tokens)
 
     # -- create -----------------------------------------------------------------------------
 
     async def create(
         self,
-        prompt: str | CreateSessionRequest | Mapping[str, Any],
+        prompt: str | CreateSessionRequest,
         *,
         advanced_mode: str | None = None,
         bypass_approval: bool | None = None,
         child_playbook_id: str | None = None,
         create_as_user_id: str | None = None,
-        knowledge_ids: list[str] | None = None,
+        knowledge_ids: builtins.list[str] | None = None,
         max_acu_limit: int | None = None,
         playbook_id: str | None = None,
-        repos: list[str] | None = None,
-        secret_ids: list[str] | None = None,
-        session_links: list[str] | None = None,
-        tags: list[str] | None = None,
+        repos: builtins.list[str] | None = None,
+        secret_ids: builtins.list[str] | None = None,
+        session_links: builtins.list[str] | None = None,
+        tags: builtins.list[str] | None = None,
         title: str | None = None,
-        client_token: str | bool | None = None,
-        **more: Any,
+        attachment_urls: Iterable[Any] | None = None,
+        session_secrets: Iterable[SessionSecret | Mapping[str, Any]] | None = None,
+        structured_output_schema: Mapping[str, Any] | type | None = None,
+        structured_output_required: bool | None = None,
+        devin_mode: str | None = None,
+        idempotency_key: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
     ) -> Session:
         """Create a session; only the fields given are sent.
 
         Args:
             prompt: the task, or a whole `CreateSessionRequest` (then no other field).
-            client_token: the duplicate guard for this call: None follows the client's
-                setting, False turns it off, a string is used as the token.
-            **more: newer body fields, sent unchanged.
+            structured_output_schema: a JSON Schema dict, or an attrs class, dataclass or
+                pydantic model to derive a self-contained draft-7 schema from.
+            session_secrets: secrets for this session only; their values never show in
+                logs, reprs, errors or hook events.
+            idempotency_key: the same key gives the same session, across calls, processes
+                and restarts (looked up before creating; concurrent calls share one create).
+            extra_body: newer body fields, merged into the body unchanged.
 
         Raises:
             ValueError: a documented rule is broken (the message names the field).
+            TypeError: an unknown keyword (as any Python function).
         """
-        if isinstance(prompt, CreateSessionRequest | Mapping):
-            given = (advanced_mode, bypass_approval, child_playbook_id, create_as_user_id,
-                     knowledge_ids, max_acu_limit, playbook_id, repos, secret_ids,
-                     session_links, tags, title)
-            if more or any(v is not None for v in given):
-                raise ValueError(
-                    "pass either a CreateSessionRequest (or dict) or keyword fields, not both"
-                )
-            request = (
-                prompt
-                if isinstance(prompt, CreateSessionRequest)
-                else CreateSessionRequest.from_dict(prompt)
-            )
+        fields: dict[str, Any] = dict(
+            advanced_mode=advanced_mode, bypass_approval=bypass_approval,
+            child_playbook_id=child_playbook_id, create_as_user_id=create_as_user_id,
+            knowledge_ids=knowledge_ids, max_acu_limit=max_acu_limit, playbook_id=playbook_id,
+            repos=repos, secret_ids=secret_ids, session_links=session_links, tags=tags,
+            title=title, attachment_urls=attachment_urls, session_secrets=session_secrets,
+            structured_output_schema=schema_of(structured_output_schema),
+            structured_output_required=structured_output_required, devin_mode=devin_mode,
+            idempotency_key=idempotency_key)
+        if isinstance(prompt, CreateSessionRequest):
+            if extra_body is not None or any(v is not None for v in fields.values()):
+                raise ValueError("pass either a CreateSessionRequest or keyword fields, not both")
+            request = prompt
         else:
+            if extra_body is not None and not isinstance(extra_body, Mapping):
+                raise ValueError("extra_body must be a mapping of body fields")
             # A field left None is a field not given: the request's defaults are None too.
-            request = CreateSessionRequest(
-                prompt,
-                advanced_mode=advanced_mode,
-                bypass_approval=bypass_approval,
-                child_playbook_id=child_playbook_id,
-                create_as_user_id=create_as_user_id,
-                knowledge_ids=knowledge_ids,
-                max_acu_limit=max_acu_limit,
-                playbook_id=playbook_id,
-                repos=repos,
-                secret_ids=secret_ids,
-                session_links=session_links,
-                tags=tags,
-                title=title,
-                extra=more,
-            )
+            request = CreateSessionRequest(prompt, **fields, extra=dict(extra_body or {}))
         request.validate()
-        from ._create import create_session
-
-        return await create_session(self._client, request, client_token=client_token)
+        return await self.creator.create(request)
 
     def create_many(
         self,
@@ -217,26 +205,45 @@ class Sessions:
         | AsyncIterable[CreateSessionRequest | Mapping[str, Any]],
         *,
         concurrency: int = 8,
+        batch_key: str | None = None,
     ) -> CreateMany:
         """Create many sessions, at most `concurrency` at once; yield results as they finish.
 
-        The iterator is also an async context manager; leaving it (or `aclose()`) cancels the
-        creates in flight, `stop()` lets them finish and be reported. See `_fanout`.
+        The iterator is also an async context manager. `stop()` pulls no more requests and lets
+        the creates in flight finish and be reported; leaving the `async with`, `aclose()` or
+        `break` cancel the creates in flight (listed afterwards in `.cancelled`).
 
         Raises:
             ValueError: `concurrency` is not an int >= 1, or `requests` is not an iterable.
         """
-        from ._fanout import create_many
+        from ._fanout import CreateMany
 
-        return create_many(self._client, requests, concurrency=concurrency)
+        return CreateMany(self, requests, concurrency=concurrency, batch_key=batch_key)
 
     # -- read -------------------------------------------------------------------------------
 
     async def get(self, session_id: str) -> Session:
-        """Return one session."""
-        sid = check_id("session_id", session_id)
-        data = await self._client._request(Request("GET", f"/sessions/{sid}", Kind.READ))
-        return parse_session(data)
+        """Return one session.
+
+        Raises:
+            MalformedResponseError: the server answered with another session.
+        """
+        return (await self.fetch_session(check_id("session_id", session_id)))[0]
+
+    async def fetch_session(self, session_id: str, *, deadline: float | None = None,
+                            ) -> tuple[Session, Reply]:
+        """Return one session (id already checked) and the reply it came in (pollers' read).
+
+        Raises:
+            MalformedResponseError: the server answered with another session.
+        """
+        reply = await self.engine.request(
+            Request("GET", f"/sessions/{session_id}", Kind.READ), deadline=deadline)
+        session = parse_session(reply.data)
+        if session.session_id != session_id:
+            raise MalformedResponseError(
+                f"asked for session {session_id}, the server answered with {session.session_id}")
+        return session, reply
 
     def list(
         self,
@@ -257,80 +264,59 @@ class Sessions:
         repo_names: Iterable[str] | None = None,
         category: str | None = None,
     ) -> Paginator[Session]:
-        """List the organization's sessions, following every page.
+        """List the organization's sessions (oldest first), following every page.
 
         Raises:
             ValueError: a filter is malformed (checked here, before any request).
         """
-        params: builtins.list[tuple[str, str]] = [("first", str(_page_size(page_size)))]
-        for name, values in (
-            ("session_ids", session_ids),
-            ("tags", tags),
-            ("origins", origins),
-            ("user_ids", user_ids),
-            ("service_user_ids", service_user_ids),
-            ("repo_names", repo_names),
-        ):
-            items = _str_list(name, values)
-            if items:
-                params += encode_array(name, items)
-            elif items is not None and name == "session_ids":
-                return Paginator(_empty_page)  # no ids: nothing can match
-        for name, stamp in (
-            ("created_after", created_after),
-            ("created_before", created_before),
-            ("updated_after", updated_after),
-            ("updated_before", updated_before),
-        ):
-            value = _timestamp(name, stamp)
-            if value is not None:
-                params.append((name, value))
-        for name, text in (
-            ("playbook_id", playbook_id),
-            ("schedule_id", schedule_id),
-            ("category", category),
-        ):
-            if text is not None:
-                if not isinstance(text, str) or not text:
-                    raise ValueError(f"{name} must be a non-empty string")
-                params.append((name, text))
-        if is_archived is not None:
-            params.append(("is_archived", "true" if is_archived else "false"))
-        return Paginator(self._fetcher("/sessions", params, parse_session_page))
+        size = page_size_of(page_size)
+        params = session_filters(
+            tags=tags, session_ids=session_ids, created_after=created_after,
+            created_before=created_before, updated_after=updated_after,
+            updated_before=updated_before, playbook_id=playbook_id, origins=origins,
+            schedule_id=schedule_id, user_ids=user_ids, service_user_ids=service_user_ids,
+            is_archived=is_archived, repo_names=repo_names, category=category)
+        if params is None:
+            return Paginator(_empty_page, page_size=size)
+        return Paginator(self.fetcher("/sessions", params, session_page), page_size=size)
 
     def messages(self, session_id: str, *, page_size: int = 100) -> Paginator[Message]:
         """List a session's messages, oldest first, following every page."""
         sid = check_id("session_id", session_id)
-        params = [("first", str(_page_size(page_size)))]
-        return Paginator(self._fetcher(f"/sessions/{sid}/messages", params, parse_message_page))
+        return Paginator(self.fetcher(f"/sessions/{sid}/messages", [], parse_message_page),
+                         page_size=page_size_of(page_size))
 
-    def _fetcher(
+    def fetcher(
         self, path: str, params: builtins.list[tuple[str, str]], parse: Callable[[Any], Page[T]],
-        *, hints: builtins.list[float] | None = None,
-    ) -> Callable[[str | None], Awaitable[Page[T]]]:
-        """Return a page fetcher; `hints` receives the Retry-After of successful answers."""
-        client = self._client
+        *, on_reply: Callable[[Any], None] | None = None,
+    ) -> Callable[[str | None, int], Any]:
+        """Return a page fetcher for `path` (`on_reply` sees each page's `Reply`)."""
+        engine = self.engine
         base: tuple[tuple[str, str], ...] = tuple(params)
 
-        async def fetch(cursor: str | None) -> Page[T]:
-            query = base if cursor is None else (*base, ("after", cursor))
-            request = Request("GET", path, Kind.READ, params=query)
-            return parse(await client._request(request, hints=hints))
+        async def fetch(cursor: str | None, first: int) -> Page[T]:
+            query = (("first", str(first)), *base)
+            if cursor is not None:
+                query = (*query, ("after", cursor))
+            reply = await engine.request(Request("GET", path, Kind.READ, params=query))
+            if on_reply is not None:
+                on_reply(reply)
+            return parse(reply.data)
 
         return fetch
 
     async def attachments(self, session_id: str) -> builtins.list[Attachment]:
         """Return a session's attachments."""
         sid = check_id("session_id", session_id)
-        data = await self._client._request(
-            Request("GET", f"/sessions/{sid}/attachments", Kind.READ)
-        )
-        return parse_attachments(data)
+        reply = await self.engine.request(
+            Request("GET", f"/sessions/{sid}/attachments", Kind.READ))
+        return parse_attachments(reply.data)
 
     # -- act --------------------------------------------------------------------------------
 
     async def send_message(
-        self, session_id: str, message: str, *, message_as_user_id: str | None = None
+        self, session_id: str, message: str, *, message_as_user_id: str | None = None,
+        attachment_urls: Iterable[Any] | None = None,
     ) -> Session:
         """Send a message to a session (a suspended one wakes up); return the session."""
         sid = check_id("session_id", session_id)
@@ -339,10 +325,13 @@ class Sessions:
         body: dict[str, Any] = {"message": message}
         if message_as_user_id is not None:
             body["message_as_user_id"] = check_id("message_as_user_id", message_as_user_id)
-        data = await self._client._request(
-            Request("POST", f"/sessions/{sid}/messages", Kind.UNSAFE, json=body)
-        )
-        return parse_session(data)
+        if attachment_urls is not None:
+            urls = CreateSessionRequest("x", attachment_urls=attachment_urls)
+            urls.validate()
+            body["attachment_urls"] = urls.attachment_urls
+        reply = await self.engine.request(
+            Request("POST", f"/sessions/{sid}/messages", Kind.UNSAFE, json=body))
+        return parse_session(reply.data)
 
     async def terminate(self, session_id: str, *, archive: bool = False) -> Session:
         """End a session for good (it cannot be resumed); optionally archive it."""
@@ -350,42 +339,54 @@ class Sessions:
         if not isinstance(archive, bool):
             raise ValueError("archive must be a bool")
         params = (("archive", "true" if archive else "false"),)
-        data = await self._client._request(
-            Request("DELETE", f"/sessions/{sid}", Kind.IDEMPOTENT, params=params)
-        )
-        return parse_session(data)
+        reply = await self.engine.request(
+            Request("DELETE", f"/sessions/{sid}", Kind.IDEMPOTENT, params=params))
+        return parse_session(reply.data)
 
     async def archive(self, session_id: str) -> Session:
         """Archive a session (and put it to sleep if it runs)."""
         sid = check_id("session_id", session_id)
-        data = await self._client._request(
-            Request("POST", f"/sessions/{sid}/archive", Kind.IDEMPOTENT)
-        )
-        return parse_session(data)
+        reply = await self.engine.request(
+            Request("POST", f"/sessions/{sid}/archive", Kind.IDEMPOTENT))
+        return parse_session(reply.data)
 
     async def get_tags(self, session_id: str) -> builtins.list[str]:
-        """Return a session's tags."""
+        """Return a session's tags (the SDK's own client-token tag left out)."""
         sid = check_id("session_id", session_id)
-        data = await self._client._request(Request("GET", f"/sessions/{sid}/tags", Kind.READ))
-        return parse_tags(data)
+        reply = await self.engine.request(Request("GET", f"/sessions/{sid}/tags", Kind.READ))
+        return parse_tags(reply.data)
 
     async def add_tags(self, session_id: str, tags: Iterable[str]) -> builtins.list[str]:
-        """Append tags (the server drops duplicates); return all tags."""
+        """Append tags (the server drops duplicates); return all tags.
+
+        Raises:
+            ValueError: more than 50 tags, or a tag with the reserved `devin-async-` prefix.
+        """
         sid = check_id("session_id", session_id)
-        body = {"tags": check_tags("tags", tags)}
-        data = await self._client._request(
-            Request("POST", f"/sessions/{sid}/tags", Kind.IDEMPOTENT, json=body)
-        )
-        return parse_tags(data)
+        items = check_tags("tags", tags)
+        _check_user_tags("tags", items)
+        reply = await self.engine.request(
+            Request("POST", f"/sessions/{sid}/tags", Kind.IDEMPOTENT, json={"tags": items}))
+        return parse_tags(reply.data)
 
     async def replace_tags(self, session_id: str, tags: Iterable[str]) -> builtins.list[str]:
-        """Replace all of a session's tags; return them."""
+        """Replace a session's tags; return them. The SDK's client-token tag is kept.
+
+        Raises:
+            ValueError: more than 50 tags, or a tag with the reserved `devin-async-` prefix.
+        """
         sid = check_id("session_id", session_id)
-        body = {"tags": check_tags("tags", tags)}
-        data = await self._client._request(
-            Request("PUT", f"/sessions/{sid}/tags", Kind.IDEMPOTENT, json=body)
-        )
-        return parse_tags(data)
+        items = check_tags("tags", tags)
+        _check_user_tags("tags", items)
+        deadline = self.engine.deadline()
+        current = await self.engine.request(
+            Request("GET", f"/sessions/{sid}/tags", Kind.READ), deadline=deadline)
+        raw = current.data.get("tags") if isinstance(current.data, dict) else None
+        kept = [t for t in raw or () if isinstance(t, str) and t.startswith(TOKEN_TAG_PREFIX)]
+        reply = await self.engine.request(
+            Request("PUT", f"/sessions/{sid}/tags", Kind.IDEMPOTENT,
+                    json={"tags": [*items, *kept[:1]]}), deadline=deadline)
+        return parse_tags(reply.data)
 
     # -- polling ----------------------------------------------------------------------------
 
@@ -404,7 +405,7 @@ class Sessions:
         from ._polling import Poller
 
         sid = check_id("session_id", session_id)
-        return Poller(self._client, sid, until=until, policy=policy, timeout=timeout)
+        return Poller(self, sid, until=until, policy=policy, timeout=timeout)
 
     async def wait(
         self,
@@ -426,5 +427,21 @@ class Sessions:
         return last
 
 
-async def _empty_page(cursor: str | None) -> Page[Any]:
-    return Page(items=[])
+def session_page(data: Any) -> Page[Session]:
+    """Structure a page of the session list (one session twice in two states is malformed)."""
+    return _unique(parse_session_page(data))
+
+
+def schema_of(spec: Mapping[str, Any] | type | None) -> dict[str, Any] | None:
+    """Return the JSON Schema dict a `structured_output_schema` argument stands for."""
+    if spec is None:
+        return None
+    if isinstance(spec, Mapping):
+        return dict(spec)
+    if isinstance(spec, type):
+        from ._schema import schema_for
+
+        schema: dict[str, Any] = schema_for(spec)
+        return schema
+    raise ValueError("structured_output_schema must be a JSON Schema dict or a class "
+                     f"(attrs, dataclass or pydantic), got {type(spec).__name__}")

@@ -24,6 +24,7 @@ Why it looks like this:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
@@ -35,12 +36,14 @@ from ._errors import DevinError, NotFoundError
 from ._instrument import logger
 from ._lifecycle import Phase
 from ._models import Session, SessionEvent
+from ._pagination import Paginator
 from ._polling import FailureLog, is_fatal, jittered
-from ._protocol import check_id, encode_array, parse_session_page
-from ._sessions import Paginator
+from ._protocol import check_id, encode_array
+from ._sessions import session_page
 
 if TYPE_CHECKING:
-    from ._client import DevinClient
+    from ._engine import Reply
+    from ._sessions import Sessions
 
 __all__ = ["CHUNK", "WatchStats", "Watcher"]
 
@@ -57,6 +60,9 @@ MARGIN = 10
 FULL_REFRESH = 120.0
 #: Suspected-vanished sessions confirmed with a get per cycle.
 MAX_CONFIRM = 50
+#: How far past the client's wall clock an `updated_at` may count for the watermark (seconds):
+#: one session stamped in the far future must not freeze `updated_after` for all the others.
+FUTURE_MARGIN = 300
 
 
 @attrs.define
@@ -81,7 +87,7 @@ class Watcher:
     ends at once) or after `aclose()`.
 
     Args:
-        client: the DevinClient to poll with.
+        sessions: the session resource to read with (its engine gives the clock and sleep).
         session_ids: the sessions to watch at first.
         until: a watched session is done once this is true (default: settled).
         policy: the cadence (default: the client's `poll_policy`).
@@ -93,7 +99,7 @@ class Watcher:
 
     def __init__(
         self,
-        client: DevinClient,
+        sessions: Sessions,
         session_ids: Iterable[str] = (),
         *,
         until: Until | None = None,
@@ -105,9 +111,10 @@ class Watcher:
             raise ValueError("until must be a callable taking a Session")
         if policy is not None and not isinstance(policy, PollPolicy):
             raise ValueError("policy must be a PollPolicy")
-        self._client = client
+        self._sessions = sessions
+        self._engine = sessions.engine
         self._until = until or _settled
-        self._policy = policy or client.poll_policy
+        self._policy = policy or sessions.poll_policy
         self._ids: dict[str, None] = {}  # watched ids, in the order added
         self._unmet: set[str] = set()  # watched ids not (yet) satisfying `until`
         self._starting: set[str] = set()  # watched ids unseen or in phase STARTING
@@ -198,9 +205,9 @@ class Watcher:
             if not self._unmet:
                 raise StopAsyncIteration
             if self._next_at is not None:
-                delay = self._next_at - self._client._clock()
+                delay = self._next_at - self._engine.clock()
                 if delay > 1e-3:
-                    await self._client._sleep(delay)
+                    await self._engine.sleep(delay)
                     continue  # re-check: closed, added or removed meanwhile
             try:
                 await self._cycle()
@@ -213,8 +220,7 @@ class Watcher:
     # -- one cycle ------------------------------------------------------------------------
 
     async def _cycle(self) -> None:
-        client = self._client
-        started = client._clock()
+        started = self._engine.clock()
         self.stats.cycles += 1
         full = (
             self._since is None
@@ -259,14 +265,13 @@ class Watcher:
     def _reader(self, ids: list[str], since: int | None) -> Callable[[], Awaitable[list[Session]]]:
         # What `sessions.list(session_ids=ids, updated_after=since, page_size=CHUNK)` sends (the
         # ids were checked by `add`), read so that a Retry-After on a 2xx answer is seen too.
-        query = [("first", str(CHUNK)), *encode_array("session_ids", ids)]
+        query = encode_array("session_ids", ids)
         if since is not None:
             query.append(("updated_after", str(since)))
-        fetch = self._client.sessions._fetcher("/sessions", query, parse_session_page,
-                                               hints=self._hints)
+        fetch = self._sessions.fetcher("/sessions", query, session_page, on_reply=self._hint)
 
         async def read() -> list[Session]:
-            pages = Paginator(fetch).pages()
+            pages = Paginator(fetch, page_size=CHUNK).pages()
             out: list[Session] = []
             try:
                 async for page in pages:
@@ -279,6 +284,10 @@ class Watcher:
 
         return read
 
+    def _hint(self, reply: Reply) -> None:
+        if reply.retry_after is not None:
+            self._hints.append(reply.retry_after)
+
     async def _confirm(self) -> list[DevinError | None]:
         """Get up to MAX_CONFIRM suspects (404: gone); return the failures (None: skipped)."""
         batch = sorted(self._suspects)[:MAX_CONFIRM]
@@ -287,7 +296,7 @@ class Watcher:
             async def get() -> Session | NotFoundError:
                 self.stats.requests += 1
                 try:
-                    return await self._client.sessions.get(sid)
+                    return await self._sessions.get(sid)
                 except NotFoundError as exc:
                     return exc
 
@@ -343,9 +352,11 @@ class Watcher:
         """Record a sighting; queue an event and return True if the state changed."""
         sid = session.session_id
         previous = self.sessions.get(sid)
-        self.sessions[sid] = session
         self._suspects.discard(sid)
-        stamp = session.updated_at
+        if previous is not None and session.updated_at < previous.updated_at:
+            return False  # a stale replica's answer: a session never goes back in time
+        self.sessions[sid] = session
+        stamp = min(session.updated_at, int(time.time()) + FUTURE_MARGIN)
         if self._max_updated is None or stamp > self._max_updated:
             self._max_updated = stamp
         self._log.session(session)
@@ -386,14 +397,15 @@ class Watcher:
                 raise error
         if errors:
             self._log.failure(errors[0])  # one per cycle: counts malformed cycles, not requests
-        return max((float(getattr(e, "retry_after", None) or 0.0) for e in errors), default=0.0)
+        cap = self._engine.cap_hint
+        return max((cap(getattr(e, "retry_after", None)) or 0.0 for e in errors), default=0.0)
 
     def _schedule(self, started: float, ok: bool, changed: bool, hint: float) -> None:
         policy = self._policy
         if not ok:
             self._interval = policy.next_interval(self._interval)
             delay = max(jittered(policy, self._interval), hint)
-            self._next_at = self._client._clock() + delay
+            self._next_at = self._engine.clock() + delay
             return
         if changed or self._starting:
             self._interval = policy.initial
@@ -401,4 +413,4 @@ class Watcher:
             self._interval = policy.next_interval(self._interval)
         # A Retry-After on a successful answer asks for quiet: honoured like a failure's.
         self._next_at = max(started + jittered(policy, self._interval),
-                            self._client._clock() + hint)
+                            self._engine.clock() + hint)

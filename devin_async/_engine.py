@@ -1,0 +1,312 @@
+"""The request engine: one place takes a request from "about to send" to "decoded answer or error".
+
+Every request of every resource goes resource -> `Engine.request` -> transport. Here, and only
+here: the rate limiter, attempts, backoff, Retry-After, the retry budget, redaction, hooks and
+logging. Whether a failure is retried, looked up or raised is read from `_decisions.TABLE`.
+
+Rules of this file:
+- one deadline per public call, an absolute time on the engine's clock, created by the resource
+  when the public method is called (`Engine.deadline()`) and passed down: it bounds the limiter's
+  queueing, every attempt's timeout, every backoff sleep and a create's look-ups;
+- no sleep is longer than `RetryPolicy.max_retry_after` because of a server hint, on any answer:
+  a longer hint on a failure fails the call at once (`.retry_after` set), and on a 2xx answer it
+  is capped (and logged once);
+- the first attempt is the hot path: no retry state is built until it fails;
+- errors raised here are built outside `except` blocks, so no exception chain carries what a
+  transport saw (aiohttp's request info holds the Authorization header);
+- server-derived text (bodies, headers, transport messages) is redacted before it becomes an
+  error, an event or a log record.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, NamedTuple
+
+from . import _json
+from ._config import RetryPolicy, Timeouts
+from ._decisions import Action, decide
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ClientClosedError,
+    DevinError,
+    MalformedResponseError,
+    RateLimitError,
+)
+from ._instrument import Hooks, RequestEvent, ResponseEvent, RetryEvent, fire, logger
+from ._protocol import Request, decode_error, decode_json, encode_url, parse_retry_after, request_id
+from ._ratelimit import RateLimiter
+from ._redact import Redactor
+from ._transport import HTTPRequest, Transport
+
+__all__ = ["Engine", "LookUp", "Reply"]
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Reply(NamedTuple):
+    """A decoded 2xx answer with its metadata (what gidgethub's `decipher_response` returns)."""
+
+    data: Any
+    status: int
+    headers: Mapping[str, str]
+    #: The server's wait hint on this answer, capped by `RetryPolicy.max_retry_after`.
+    retry_after: float | None
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's request id header, if any."""
+        return request_id(self.headers)
+
+
+#: A create's look-up: given the call's deadline, the session's reply if one carries the token,
+#: else None. It raises CreateUnconfirmedError when it cannot tell.
+LookUp = Callable[[float], Awaitable["Reply | None"]]
+
+_LOOK_UPS = (Action.LOOK_UP, Action.LOOK_UP_ONLY)
+
+
+class Engine:
+    """Send requests for one client: rate limited, retried per the table, within a deadline.
+
+    Args:
+        transport: what moves the bytes.
+        origin: the API origin and version prefix, e.g. `https://api.devin.ai/v3beta1`.
+        org_path: the organization's path below it, e.g. `/organizations/org-1`.
+        headers: sent with every request (the Authorization header among them).
+        redactor: masks the API key in server-derived text.
+        retry, timeouts: the client's policies.
+        clock, sleep: a monotonic clock and an async sleep (injected in tests).
+        hooks: the client's event hooks.
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        origin: str,
+        org_path: str,
+        headers: Mapping[str, str],
+        redactor: Redactor,
+        retry: RetryPolicy,
+        timeouts: Timeouts,
+        clock: Clock,
+        sleep: Sleep,
+        hooks: Hooks,
+    ) -> None:
+        self.transport = transport
+        self.retry = retry
+        self.timeouts = timeouts
+        self.clock = clock
+        self.sleep = sleep
+        self.hooks = hooks
+        self.redactor = redactor
+        self.org_path = org_path
+        self.limiter = RateLimiter(clock, sleep, max_pause=retry.max_retry_after)
+        self._origin = origin
+        self._prefix = origin + org_path
+        self._headers = dict(headers)
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        self._capped_logged = False
+        #: Set by the client's `aclose()`: every later request raises ClientClosedError.
+        self.closed = False
+
+    # -- what resources call --------------------------------------------------------------
+
+    def deadline(self, seconds: float | None = None) -> float:
+        """Return the deadline of a call starting now: `seconds` (default the policy's) away."""
+        budget = self.retry.deadline if seconds is None else min(seconds, self.retry.deadline)
+        return self.clock() + budget
+
+    def cap_hint(self, hint: float | None) -> float | None:
+        """Return a server hint capped by `max_retry_after` (logged the first time it is cut)."""
+        cap = self.retry.max_retry_after
+        if hint is None or hint <= cap:
+            return hint
+        if not self._capped_logged:
+            self._capped_logged = True
+            logger.warning("a server asked to wait %.0f s; waiting at most max_retry_after=%g s "
+                           "(logged once per client)", min(hint, 1e18), cap)
+        return cap
+
+    async def request(
+        self,
+        req: Request,
+        *,
+        deadline: float | None = None,
+        root: bool = False,
+        look_up: LookUp | None = None,
+    ) -> Reply:
+        """Send `req` until it succeeds or the table says raise; return the decoded answer.
+
+        Args:
+            req: the request, its path below the organization (or the origin, with `root`).
+            deadline: the call's deadline (default: the policy's deadline from now).
+            root: the path is below the API origin, not the organization (`/self`).
+            look_up: for a create, how to look its token up after an ambiguous failure.
+        """
+        if self.closed:
+            raise ClientClosedError("this DevinClient is closed; create a new one")
+        if deadline is None:
+            deadline = self.clock() + self.retry.deadline
+        try:
+            return await self._attempt(req, 1, deadline, root)
+        except DevinError as exc:
+            error: DevinError = exc
+        return await self._retry(req, error, deadline, root, look_up)
+
+    # -- the retry loop ---------------------------------------------------------------------
+
+    async def _retry(self, req: Request, error: DevinError, deadline: float, root: bool,
+                     look_up: LookUp | None) -> Reply:
+        policy = self.retry
+        attempt = 1
+        pending = False  # a create that may still be under way: looked up, never sent again
+        while True:
+            action = Action.LOOK_UP_ONLY if pending else decide(
+                req.kind, error, policy.max_retry_after)
+            if action is Action.RAISE or (action in _LOOK_UPS and look_up is None):
+                raise error
+            pending = action is Action.LOOK_UP_ONLY
+            delay = self._delay(error, attempt, policy)
+            out_of_tries = attempt >= policy.max_attempts
+            if out_of_tries or self.clock() + delay >= deadline:
+                if action in _LOOK_UPS and look_up is not None:
+                    # No time for another send; one last look decides what the caller hears.
+                    found = await look_up(deadline)
+                    if found is not None:
+                        return found
+                raise error
+            if action is not Action.LOOK_UP_ONLY and not self.limiter.allow_retry(error):
+                raise error  # the retry budget is spent: an outage is not multiplied
+            self._before_sleep(req, attempt, delay, error)
+            if delay > 0:
+                await self.sleep(delay)
+            attempt += 1
+            if action in _LOOK_UPS and look_up is not None:
+                found = await look_up(deadline)
+                if found is not None:
+                    return found
+                if pending:
+                    continue  # not there yet: look again after the next backoff
+            try:
+                return await self._attempt(req, attempt, deadline, root)
+            except DevinError as exc:
+                error = exc
+                pending = False
+
+    def _delay(self, error: BaseException, attempt: int, policy: RetryPolicy) -> float:
+        hint = getattr(error, "retry_after", None)
+        if hint is not None:
+            return float(min(hint, policy.max_retry_after))
+        ceiling = policy.backoff(attempt)
+        return random.uniform(0, ceiling) if policy.jitter else ceiling
+
+    def _before_sleep(self, req: Request, attempt: int, delay: float, error: BaseException) -> None:
+        path = self.org_path + req.path
+        logger.info("retrying %s %s in %.2f s (attempt %d failed: %s)", req.method, path,
+                    delay, attempt, _summary(error))
+        if self.hooks.on_retry:
+            fire(self.hooks.on_retry, RetryEvent(req.method, path, attempt, delay, error))
+
+    # -- one attempt ------------------------------------------------------------------------
+
+    async def _attempt(self, req: Request, attempt: int, deadline: float, root: bool) -> Reply:
+        await self.limiter.acquire(deadline)
+        hooks = self.hooks
+        path = req.path if root else self.org_path + req.path
+        if hooks.on_request:
+            fire(hooks.on_request, RequestEvent(req.method, path, attempt))
+        clock = self.clock
+        start = clock()
+        timeout = min(self.timeouts.total, deadline - start)
+        if timeout <= 0:
+            raise APITimeoutError(f"the call's deadline passed before {req.method} {path} was "
+                                  "sent", method=req.method, path=path, sent=False)
+        url = encode_url((self._origin if root else self._prefix) + req.path, req.params)
+        if req.json is None:
+            http = HTTPRequest(req.method, url, self._headers, None)
+        else:
+            http = HTTPRequest(req.method, url, self._json_headers, _json.dumps(req.json))
+        failure: DevinError | None = None
+        try:
+            status, headers, body = await self.transport.send(http, timeout=timeout)
+        except APIConnectionError as exc:
+            failure = self._connection_error(exc, req.method, path, type(exc), exc.sent)
+        except TimeoutError as exc:
+            failure = self._connection_error(exc, req.method, path, APITimeoutError, True)
+        except (OSError, EOFError) as exc:
+            failure = self._connection_error(exc, req.method, path, APIConnectionError, True)
+        except MalformedResponseError as exc:  # the transport's body cap
+            failure = MalformedResponseError(self.redactor.text(str(exc)), status=exc.status)
+        if failure is not None:
+            self._failed(req, path, attempt, clock() - start, failure)
+            raise failure
+        elapsed = clock() - start
+        body = self.redactor.raw(body)
+        if hooks.on_response:
+            rid = request_id(headers)
+            fire(hooks.on_response, ResponseEvent(
+                req.method, path, attempt, status, elapsed,
+                None if rid is None else self.redactor.text(rid)))
+        if logger.isEnabledFor(10):
+            logger.debug("%s %s -> %d in %.1f ms (attempt %d)",
+                         req.method, path, status, elapsed * 1e3, attempt)
+        limiter = self.limiter
+        if 200 <= status < 300:
+            limiter.on_success()
+            hint = parse_retry_after(headers) if headers else None
+            try:
+                data = decode_json(status, body)
+            except MalformedResponseError as exc:
+                malformed = MalformedResponseError(
+                    self.redactor.text(str(exc)), status=status,
+                    body=self.redactor.value(exc.body))
+            else:
+                return Reply(data, status, headers, self.cap_hint(hint))
+            raise malformed
+        error = decode_error(status, headers, body, method=req.method, path=path,
+                             redact=self.redactor)
+        self._throttled(limiter, error)
+        raise error
+
+    def _throttled(self, limiter: RateLimiter, error: APIStatusError) -> None:
+        hint = error.retry_after
+        if isinstance(error, RateLimitError):
+            limiter.on_throttle(hint)
+            return
+        if error.status == 503 and hint:  # down for a while: nobody knocks before
+            limiter.pause(hint)
+        limiter.on_success()
+
+    def _connection_error(self, exc: BaseException, method: str, path: str,
+                          cls: type[APIConnectionError], sent: bool) -> APIConnectionError:
+        text = str(exc) or type(exc).__name__
+        if not isinstance(exc, APIConnectionError):
+            text = f"{type(exc).__name__}: {text}"
+        return cls(self.redactor.text(f"{text} ({method} {path})"), method=method, path=path,
+                   sent=sent)
+
+    def _failed(self, req: Request, path: str, attempt: int, elapsed: float,
+                error: DevinError) -> None:
+        if self.hooks.on_response:
+            fire(self.hooks.on_response,
+                 ResponseEvent(req.method, path, attempt, None, elapsed, None, error))
+        # str(error), not error: a handler that keeps records must not keep the traceback.
+        logger.debug("%s %s failed after %.1f ms (attempt %d): %s",
+                     req.method, path, elapsed * 1e3, attempt, str(error))
+
+    async def aclose(self) -> None:
+        """Close the transport."""
+        await self.transport.aclose()
+
+
+def _summary(error: BaseException) -> str:
+    if isinstance(error, APIStatusError):
+        return f"{error.status} {error.detail}"[:200]
+    return f"{type(error).__name__}: {error}"[:200]
+
