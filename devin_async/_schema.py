@@ -73,10 +73,10 @@ def schema_for(spec: type | dict[str, Any]) -> dict[str, Any]:
     elif is_record_class(spec):
         schema = _ClassSchema(spec).build()
     else:
-        raise ValueError(
-            "a structured output schema must be a JSON Schema dict, an attrs class, a dataclass "
-            f"or a pydantic model, got {_type_name(spec)}"
-        )
+        got = (_type_name(spec) if isinstance(spec, type)
+               else f"a value of type {_type_name(type(spec))}")
+        raise ValueError("a structured output schema must be a JSON Schema dict, an attrs class, "
+                         f"a dataclass or a pydantic model, got {got}")
     _check(schema)
     return schema
 
@@ -312,6 +312,10 @@ def _doc(cls: type) -> str | None:
 
 
 def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "None"
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))  # the same on 3.11-3.14
     if isinstance(tp, type) and typing.get_origin(tp) is None:
         if tp.__module__ == "builtins":
             return tp.__qualname__
