@@ -18,6 +18,7 @@ import cattrs
 from cattrs.cols import list_structure_factory, mapping_structure_factory
 from cattrs.dispatch import StructureHook
 from cattrs.gen import make_dict_structure_fn
+from cattrs.v import format_exception
 
 from ._models import Session
 from ._schema import is_pydantic_model, is_record_class
@@ -74,18 +75,24 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
 def _literal(value: Any, tp: Any) -> Any:
     for allowed in get_args(tp):
         if _same(value, allowed):
             return allowed
-    raise ValueError(f"{value!r} is not one of {list(get_args(tp))!r}")
+    raise ValueError(f"expected one of {_short(list(get_args(tp)))}, got {_short(value)}")
 
 
 def _enum(value: Any, tp: type[enum.Enum]) -> enum.Enum:
     for member in tp:
         if _same(value, member.value):
             return member
-    raise ValueError(f"{value!r} is not a {tp.__name__} value {[m.value for m in tp]!r}")
+    raise ValueError(f"expected a {tp.__name__} value {_short([m.value for m in tp])}, "
+                     f"got {_short(value)}")
 
 
 def _checked(kind: type, expected: str, hook: StructureHook) -> StructureHook:
@@ -99,12 +106,25 @@ def _checked(kind: type, expected: str, hook: StructureHook) -> StructureHook:
     return structure
 
 
+def _exactly(exact: type, hook: StructureHook) -> StructureHook:
+    """Apply `hook` to `exact` only; route its enum subclasses (IntEnum, `str, Enum`) to _enum.
+
+    cattrs dispatches classes by MRO before anything else, so the int hook is also what an
+    IntEnum field finds first.
+    """
+
+    def structure(value: Any, tp: Any) -> Any:
+        if tp is exact:
+            return hook(value, tp)
+        if issubclass(tp, enum.Enum):
+            return _enum(value, tp)
+        raise TypeError(f"unsupported output type {tp!r} (a subclass of {exact.__name__})")
+
+    return structure
+
+
 def _is_literal(tp: Any) -> bool:
     return get_origin(tp) is Literal
-
-
-def _is_enum(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, enum.Enum)
 
 
 def _is_list(tp: Any) -> bool:
@@ -132,9 +152,9 @@ def make_output_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     for tp, hook in ((str, _str), (int, _int), (float, _float), (bool, _bool),
                      (type(None), _none)):
-        conv.register_structure_hook(tp, hook)
+        conv.register_structure_hook(tp, _exactly(tp, hook))
+    conv.register_structure_hook(enum.Enum, _enum)
     conv.register_structure_hook_func(_is_literal, _literal)
-    conv.register_structure_hook_func(_is_enum, _enum)
     conv.register_structure_hook_factory(_is_list, _list_hook)
     conv.register_structure_hook_factory(_is_dict, _dict_hook)
     conv.register_structure_hook_factory(is_record_class, _record_hook)
@@ -169,5 +189,11 @@ def structure_output(raw: Any, output_type: type[Any] | None) -> Any:
 def describe_error(exc: BaseException) -> str:
     """Return a one-line account of why structuring failed, with the JSON path of each problem."""
     if isinstance(exc, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(exc))
+        return "; ".join(cattrs.transform_error(exc, format_exception=_format))
     return f"{type(exc).__name__}: {exc}"
+
+
+def _format(exc: BaseException, tp: Any) -> str:
+    if isinstance(exc, TypeError | ValueError) and not isinstance(exc, KeyError):
+        return str(exc)  # this module's hooks say what was expected and what came
+    return format_exception(exc, tp)
