@@ -184,3 +184,16 @@ def error_class_for(status: int) -> type[APIStatusError]:
     if status >= 500:
         return InternalServerError
     return STATUS_ERRORS.get(status, APIStatusError)
+
+
+class StructuredOutputError(DevinError):
+    """A settled session has no structured output, or one that does not fit `output_type`.
+
+    `.session` is the settled session, `.raw` its `structured_output` as sent (None if missing);
+    when the output did not fit, `.__cause__` is the structuring error.
+    """
+
+    def __init__(self, message: str, *, session: Session, raw: Any):
+        super().__init__(message)
+        self.session = session
+        self.raw = raw
