@@ -13,6 +13,7 @@ next few requests go out on fresh connections.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from yarl import URL
@@ -214,6 +215,40 @@ class AiohttpTransport:
             )
         # Raised here, outside the handlers, so it has no __context__: aiohttp's exception
         # carries the request headers (the API key) in its request_info.
+        raise error
+
+    async def stream(self, request: HTTPRequest, *, timeout: float,
+                     sink: Callable[[bytes], Awaitable[None]], max_bytes: int) -> HTTPResponse:
+        """Send `request`; feed a 2xx body to `sink` chunk by chunk (at most `max_bytes`).
+
+        The returned response's body is empty for a 2xx answer, the (capped) body otherwise.
+        """
+        http = self._http()
+        error: APIConnectionError | MalformedResponseError
+        try:
+            async with http.request(
+                request.method, URL(request.url, encoded=True), data=request.body,
+                headers=request.headers, allow_redirects=False, timeout=self._timeout(timeout),
+            ) as resp:
+                if not 200 <= resp.status < 300:
+                    return HTTPResponse(resp.status, resp.headers, await self._read_body(resp))
+                size = 0
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise MalformedResponseError(
+                            f"the download exceeds its limit of {max_bytes} bytes",
+                            status=resp.status)
+                    await sink(chunk)
+                return HTTPResponse(resp.status, resp.headers, b"")
+        except aiohttp.ClientConnectorError as exc:
+            error = APIConnectionError(f"could not connect ({_where(request)}): "
+                                       f"{type(exc).__name__}: {exc.os_error or exc}", sent=False)
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            error = APITimeoutError(f"timed out during {_where(request)}", sent=True)
+        except aiohttp.ClientError as exc:
+            error = APIConnectionError(f"the connection failed during {_where(request)}: "
+                                       f"{type(exc).__name__}: {exc}", sent=True)
         raise error
 
     async def aclose(self) -> None:

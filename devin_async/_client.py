@@ -184,7 +184,8 @@ class DevinClient:
         self.transport: Transport = transport
         self._engine = Engine(
             transport=transport,
-            origin=f"{self.base_url}/{api_version}",
+            base_url=self.base_url,
+            version=api_version,
             org_path=f"/organizations/{org}",
             headers={
                 "Authorization": f"Bearer {key}",
