@@ -39,7 +39,8 @@ DEFAULT_BASE_URL = "https://api.devin.ai"
 API_VERSIONS = ("v3beta1", "v3")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Return whether `host` names this machine (localhost, 127.0.0.0/8, ::1)."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -70,7 +71,7 @@ def check_base_url(base_url: object, allow_insecure_http: bool) -> str:
             f"got {base_url!r}; the SDK adds /{{api_version}}/organizations/{{org_id}} itself "
             "(set api_version= for the version)"
         )
-    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(host):
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(host):
         raise ValueError(
             f"base_url uses plain http:// to a non-loopback host ({host}); the API key "
             "would travel unencrypted. Use https:// or pass allow_insecure_http=True"

@@ -33,13 +33,13 @@ import attrs
 
 from ._config import PollPolicy
 from ._errors import DevinError, NotFoundError
+from ._filters import session_page
 from ._instrument import logger
 from ._lifecycle import Phase
 from ._models import Session, SessionEvent
 from ._pagination import Paginator
 from ._polling import FailureLog, is_fatal, jittered
 from ._protocol import check_id, encode_array
-from ._sessions import session_page
 
 if TYPE_CHECKING:
     from ._engine import Reply
