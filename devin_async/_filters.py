@@ -14,7 +14,9 @@ from ._errors import MalformedResponseError
 from ._models import Page, Session
 from ._protocol import encode_array, parse_session_page
 
-__all__ = ["MAX_PAGE_SIZE", "empty_page", "page_size_of", "schema_of", "session_filters", "session_page"]
+__all__ = [
+    "MAX_PAGE_SIZE", "empty_page", "page_size_of", "schema_of", "session_filters", "session_page",
+]
 
 MAX_PAGE_SIZE = 200
 
