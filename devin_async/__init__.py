@@ -7,6 +7,7 @@
 See README.md; `devin_async.testing.FakeDevinServer` is a local Devin for tests and demos.
 """
 
+from ._attachments import Attachments, UploadedAttachment
 from ._client import DevinClient
 from ._config import PollPolicy, RetryPolicy, Timeouts
 from ._enums import SessionStatus, StatusDetail
@@ -25,10 +26,12 @@ from ._errors import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    StructuredOutputError,
     UnprocessableEntityError,
     WaitTimeoutError,
 )
 from ._fanout import CreateMany
+from ._follow import Follower
 from ._instrument import RequestEvent, ResponseEvent, RetryEvent
 from ._lifecycle import Phase
 from ._models import (
@@ -42,8 +45,10 @@ from ._models import (
     SessionEvent,
     SessionSecret,
 )
+from ._output import RunResult
 from ._pagination import Paginator
 from ._polling import Poller
+from ._results import SessionFailedError
 from ._sessions import Sessions
 from ._transport import HTTPRequest, HTTPResponse, Transport
 from ._version import __version__
@@ -54,6 +59,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "Attachment",
+    "Attachments",
     "AuthenticationError",
     "BadRequestError",
     "BatchResult",
@@ -64,6 +70,7 @@ __all__ = [
     "CreateUnconfirmedError",
     "DevinClient",
     "DevinError",
+    "Follower",
     "HTTPRequest",
     "HTTPResponse",
     "InternalServerError",
@@ -82,15 +89,19 @@ __all__ = [
     "ResponseEvent",
     "RetryEvent",
     "RetryPolicy",
+    "RunResult",
     "Session",
     "SessionEvent",
+    "SessionFailedError",
     "SessionSecret",
     "SessionStatus",
     "Sessions",
     "StatusDetail",
+    "StructuredOutputError",
     "Timeouts",
     "Transport",
     "UnprocessableEntityError",
+    "UploadedAttachment",
     "WaitTimeoutError",
     "Watcher",
     "__version__",

@@ -29,6 +29,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     import aiohttp
 
+    from ._attachments import Attachments
     from ._models import Session
     from ._sessions import Sessions
     from ._watcher import Watcher
@@ -202,6 +203,7 @@ class DevinClient:
         )
         self._closed = False
         self._sessions: Sessions | None = None
+        self._attachments: Attachments | None = None
         configure_from_env()
 
     # -- public surface -------------------------------------------------------------------
@@ -225,6 +227,15 @@ class DevinClient:
             self._sessions = Sessions(self._engine, poll=self.poll_policy,
                                       client_tokens=self.client_tokens)
         return self._sessions
+
+    @property
+    def attachments(self) -> Attachments:
+        """The attachment endpoints (upload, download)."""
+        if self._attachments is None:
+            from ._attachments import Attachments
+
+            self._attachments = Attachments(self._engine)
+        return self._attachments
 
     def watch(
         self,

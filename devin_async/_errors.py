@@ -13,7 +13,10 @@
     │   ├── UnprocessableEntityError 422 (.errors: the detail list as sent)
     │   ├── RateLimitError          429
     │   └── InternalServerError     5xx
-    ├── WaitTimeoutError            wait()/poll() deadline (.last_session)
+    ├── WaitTimeoutError            wait()/poll() deadline (.last_session); also a TimeoutError
+    ├── StructuredOutputError       a structured output missing or not fitting (.session .raw)
+    ├── SessionFailedError          run(): the session ended in error (.session, .session_id)
+    ├── ClientClosedError           the client was used after aclose(); also a RuntimeError
     ├── MalformedResponseError      a 2xx whose body is not the JSON promised
     └── CreateUnconfirmedError      a create that may or may not have happened (.client_token)
 
@@ -44,6 +47,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "StructuredOutputError",
     "UnprocessableEntityError",
     "WaitTimeoutError",
 ]

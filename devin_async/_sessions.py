@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from . import _results
 from ._config import PollPolicy
 from ._create import Creator
-from ._create_request import check_user_tags as _check_user_tags
 from ._decisions import Kind
 from ._engine import Engine, Reply
 from ._errors import MalformedResponseError
 from ._filters import empty_page, page_size_of, schema_of, session_filters, session_page
+from ._follow import Follower
 from ._models import (
-    TOKEN_TAG_PREFIX,
     Attachment,
     CreateSessionRequest,
     Message,
@@ -28,16 +28,16 @@ from ._models import (
     Session,
     SessionSecret,
 )
+from ._output import RunResult
 from ._pagination import Paginator
 from ._protocol import (
     Request,
     check_id,
-    check_tags,
     parse_attachments,
     parse_message_page,
     parse_session,
-    parse_tags,
 )
+from ._session_actions import SessionActions
 
 if TYPE_CHECKING:
     from ._fanout import CreateMany
@@ -48,7 +48,7 @@ __all__ = ["Paginator", "Sessions"]
 T = TypeVar("T")
 
 
-class Sessions:
+class Sessions(SessionActions):
     """The session endpoints of one client (`client.sessions`)."""
 
     def __init__(self, engine: Engine, *, poll: PollPolicy, client_tokens: bool = True) -> None:
@@ -200,28 +200,63 @@ class Sessions:
             return Paginator(empty_page, page_size=size)
         return Paginator(self.fetcher("/sessions", params, session_page), page_size=size)
 
-    def messages(self, session_id: str, *, page_size: int = 100) -> Paginator[Message]:
-        """List a session's messages, oldest first, following every page."""
+    @overload
+    def messages(self, session_id: str, *, page_size: int = 100,
+                 follow: Literal[False] = False) -> Paginator[Message]: ...
+
+    @overload
+    def messages(self, session_id: str, *, page_size: int = 100,
+                 follow: Literal[True]) -> Follower[Message]: ...
+
+    def messages(self, session_id: str, *, page_size: int = 100,
+                 follow: bool = False) -> Paginator[Message] | Follower[Message]:
+        """List a session's messages, oldest first, following every page.
+
+        With `follow=True`, keep yielding new messages as they come, until the session is
+        terminal (or the iterator is closed).
+        """
         sid = check_id("session_id", session_id)
+        size = page_size_of(page_size)
+        if follow:
+            return self.follow_messages(sid, page_size=size)
         return Paginator(self.fetcher(f"/sessions/{sid}/messages", [], parse_message_page),
-                         page_size=page_size_of(page_size))
+                         page_size=size)
+
+    def follow_messages(self, session_id: str, *, page_size: int = 100,
+                        deadline: float | None = None) -> Follower[Message]:
+        """Tail a session's messages until it is terminal (or `deadline`, engine clock)."""
+        sid = check_id("session_id", session_id)
+        reader = self.page_reader(f"/sessions/{sid}/messages", [], parse_message_page)
+        return Follower(self, sid, reader, _message_key, page_size=page_size, deadline=deadline)
 
     def fetcher(
         self, path: str, params: builtins.list[tuple[str, str]], parse: Callable[[Any], Page[T]],
-        *, on_reply: Callable[[Any], None] | None = None,
-    ) -> Callable[[str | None, int], Any]:
+        *, on_reply: Callable[[Reply], None] | None = None,
+    ) -> Callable[[str | None, int], Awaitable[Page[T]]]:
         """Return a page fetcher for `path` (`on_reply` sees each page's `Reply`)."""
+        fetch = self.page_reader(path, params, parse)
+
+        async def pages(cursor: str | None, first: int) -> Page[T]:
+            page, reply = await fetch(cursor, first)
+            if on_reply is not None:
+                on_reply(reply)
+            return page
+
+        return pages
+
+    def page_reader(
+        self, path: str, params: builtins.list[tuple[str, str]], parse: Callable[[Any], Page[T]],
+    ) -> Callable[[str | None, int], Awaitable[tuple[Page[T], Reply]]]:
+        """Return `(cursor, first) -> (page, reply)` for `path` (one engine call per page)."""
         engine = self.engine
         base: tuple[tuple[str, str], ...] = tuple(params)
 
-        async def fetch(cursor: str | None, first: int) -> Page[T]:
+        async def fetch(cursor: str | None, first: int) -> tuple[Page[T], Reply]:
             query = (("first", str(first)), *base)
             if cursor is not None:
                 query = (*query, ("after", cursor))
             reply = await engine.request(Request("GET", path, Kind.READ, params=query))
-            if on_reply is not None:
-                on_reply(reply)
-            return parse(reply.data)
+            return parse(reply.data), reply
 
         return fetch
 
@@ -232,81 +267,45 @@ class Sessions:
             Request("GET", f"/sessions/{sid}/attachments", Kind.READ))
         return parse_attachments(reply.data)
 
-    # -- act --------------------------------------------------------------------------------
+    # -- typed results -----------------------------------------------------------------------
 
-    async def send_message(
-        self, session_id: str, message: str, *, message_as_user_id: str | None = None,
-        attachment_urls: Iterable[Any] | None = None,
-    ) -> Session:
-        """Send a message to a session (a suspended one wakes up); return the session."""
-        sid = check_id("session_id", session_id)
-        if not isinstance(message, str) or not message.strip():
-            raise ValueError("message must be a non-empty string")
-        body: dict[str, Any] = {"message": message}
-        if message_as_user_id is not None:
-            body["message_as_user_id"] = check_id("message_as_user_id", message_as_user_id)
-        if attachment_urls is not None:
-            urls = CreateSessionRequest("x", attachment_urls=attachment_urls)
-            urls.validate()
-            body["attachment_urls"] = urls.attachment_urls
-        reply = await self.engine.request(
-            Request("POST", f"/sessions/{sid}/messages", Kind.UNSAFE, json=body))
-        return parse_session(reply.data)
+    async def result(self, session_id: str, output_type: type[Any] | None = None, *,
+                     timeout: float | None = None) -> Any:
+        """Wait until the session settles; return its structured output as `output_type`.
 
-    async def terminate(self, session_id: str, *, archive: bool = False) -> Session:
-        """End a session for good (it cannot be resumed); optionally archive it."""
-        sid = check_id("session_id", session_id)
-        if not isinstance(archive, bool):
-            raise ValueError("archive must be a bool")
-        params = (("archive", "true" if archive else "false"),)
-        reply = await self.engine.request(
-            Request("DELETE", f"/sessions/{sid}", Kind.IDEMPOTENT, params=params))
-        return parse_session(reply.data)
-
-    async def archive(self, session_id: str) -> Session:
-        """Archive a session (and put it to sleep if it runs)."""
-        sid = check_id("session_id", session_id)
-        reply = await self.engine.request(
-            Request("POST", f"/sessions/{sid}/archive", Kind.IDEMPOTENT))
-        return parse_session(reply.data)
-
-    async def get_tags(self, session_id: str) -> builtins.list[str]:
-        """Return a session's tags (the SDK's own client-token tag left out)."""
-        sid = check_id("session_id", session_id)
-        reply = await self.engine.request(Request("GET", f"/sessions/{sid}/tags", Kind.READ))
-        return parse_tags(reply.data)
-
-    async def add_tags(self, session_id: str, tags: Iterable[str]) -> builtins.list[str]:
-        """Append tags (the server drops duplicates); return all tags.
+        Args:
+            output_type: an attrs class, dataclass or pydantic model (None: the raw dict).
+            timeout: seconds to wait, as `wait()`.
 
         Raises:
-            ValueError: more than 50 tags, or a tag with the reserved `devin-async-` prefix.
+            StructuredOutputError: it settled without output, or the output does not fit.
+            WaitTimeoutError: `timeout` passed first.
         """
-        sid = check_id("session_id", session_id)
-        items = check_tags("tags", tags)
-        _check_user_tags("tags", items)
-        reply = await self.engine.request(
-            Request("POST", f"/sessions/{sid}/tags", Kind.IDEMPOTENT, json={"tags": items}))
-        return parse_tags(reply.data)
+        return await _results.result(self, session_id, output_type, timeout=timeout)
 
-    async def replace_tags(self, session_id: str, tags: Iterable[str]) -> builtins.list[str]:
-        """Replace a session's tags; return them. The SDK's client-token tag is kept.
+    async def run(self, prompt: str, *, output_type: type[Any] | None = None,
+                  timeout: float | None = None, until: Callable[[Session], bool] | None = None,
+                  **fields: Any) -> RunResult[Any]:
+        """Create a session, wait until `until` (default settled), return `RunResult`.
+
+        `fields` are `create()`'s keywords; the schema comes from `output_type` unless
+        `structured_output_schema` is given.
 
         Raises:
-            ValueError: more than 50 tags, or a tag with the reserved `devin-async-` prefix.
+            SessionFailedError: the session ended in `error` (it names the session).
+            StructuredOutputError, WaitTimeoutError: as `result()`.
         """
-        sid = check_id("session_id", session_id)
-        items = check_tags("tags", tags)
-        _check_user_tags("tags", items)
-        deadline = self.engine.deadline()
-        current = await self.engine.request(
-            Request("GET", f"/sessions/{sid}/tags", Kind.READ), deadline=deadline)
-        raw = current.data.get("tags") if isinstance(current.data, dict) else None
-        kept = [t for t in raw or () if isinstance(t, str) and t.startswith(TOKEN_TAG_PREFIX)]
-        reply = await self.engine.request(
-            Request("PUT", f"/sessions/{sid}/tags", Kind.IDEMPOTENT,
-                    json={"tags": [*items, *kept[:1]]}), deadline=deadline)
-        return parse_tags(reply.data)
+        return await _results.run(self, prompt, output_type=output_type, timeout=timeout,
+                                  until=until, **fields)
+
+    async def ask(self, session_id: str, message: str, *,
+                  timeout: float | None = None) -> Message:
+        """Send a message (waking a suspended session); return Devin's first reply after it.
+
+        Raises:
+            WaitTimeoutError: no reply within `timeout` (`.last_session` is the session).
+        """
+        return await _results.ask(self, session_id, message, timeout=timeout)
 
     # -- polling ----------------------------------------------------------------------------
 
@@ -345,3 +344,7 @@ class Sessions:
             last = session
         assert last is not None
         return last
+
+
+def _message_key(message: Message) -> str:
+    return message.event_id
