@@ -23,6 +23,7 @@ from ._errors import ClientClosedError
 from ._instrument import Hook, Hooks, as_hooks, configure_from_env
 from ._protocol import check_id
 from ._redact import Redactor, mask_key
+from ._tracing import make_tracer
 from ._transport import Transport
 from ._version import __version__
 
@@ -119,6 +120,8 @@ class DevinClient:
             resolved by looking it up instead of risking a duplicate (default True).
         connection_limit: the most connections the default transport keeps open.
         max_response_bytes: the largest response body read (after decompression).
+        tracing: OpenTelemetry spans when `opentelemetry-api` is installed (the `otel`
+            extra): True (the global tracer provider), False, or a TracerProvider.
 
     Raises:
         ValueError: a missing key or org id, a bad base URL or version, or a bad setting.
@@ -145,6 +148,7 @@ class DevinClient:
         client_tokens: bool = True,
         connection_limit: int = DEFAULT_CONNECTION_LIMIT,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        tracing: bool | Any = True,
     ) -> None:
         key = _check_key(api_key)
         org = org_id if org_id is not None else os.environ.get("DEVIN_ORG_ID", "").strip()
@@ -200,6 +204,7 @@ class DevinClient:
             clock=clock or time.monotonic,
             sleep=sleep or asyncio.sleep,
             hooks=Hooks(as_hooks(on_request), as_hooks(on_response), as_hooks(on_retry)),
+            tracer=make_tracer(tracing, f"{self.base_url}/"),
         )
         self._closed = False
         self._sessions: Sessions | None = None

@@ -40,6 +40,7 @@ from ._instrument import Hooks, RequestEvent, ResponseEvent, RetryEvent, fire, l
 from ._protocol import Request, decode_error, decode_json, encode_url, parse_retry_after, request_id
 from ._ratelimit import RateLimiter
 from ._redact import Redactor
+from ._tracing import Tracer
 from ._transport import HTTPRequest, HTTPResponse, Transport
 
 __all__ = ["Engine", "LookUp", "Reply"]
@@ -95,6 +96,7 @@ class Engine:
         retry, timeouts: the client's policies.
         clock, sleep: a monotonic clock and an async sleep (injected in tests).
         hooks: the client's event hooks.
+        tracer: the client's OpenTelemetry spans, if tracing is on.
     """
 
     def __init__(
@@ -111,8 +113,12 @@ class Engine:
         clock: Clock,
         sleep: Sleep,
         hooks: Hooks,
+        tracer: Tracer | None = None,
     ) -> None:
         self.transport = transport
+        #: OpenTelemetry spans (None: tracing off, and no span object is ever made).
+        self.tracer = tracer
+        self._attempt = self._send_once if tracer is None else self._traced_attempt
         self.retry = retry
         self.timeouts = timeouts
         self.clock = clock
@@ -235,8 +241,27 @@ class Engine:
 
     # -- one attempt ------------------------------------------------------------------------
 
-    async def _attempt(self, req: Request, attempt: int, deadline: float, root: bool,
-                       sink: Sink | None = None) -> Reply:
+    async def _traced_attempt(self, req: Request, attempt: int, deadline: float, root: bool,
+                              sink: Sink | None = None) -> Reply:
+        assert self.tracer is not None
+        tracer = self.tracer
+        span = tracer.client_span(req.method, self._http_request(req, root).url, attempt)
+        try:
+            reply = await self._send_once(req, attempt, deadline, root, sink)
+        except DevinError as exc:
+            tracer.finish(span, getattr(exc, "status", None) or None, exc)
+            raise
+        except BaseException as exc:
+            tracer.finish(span, None, exc)
+            raise
+        data = reply.data
+        if type(data) is dict and isinstance(data.get("session_id"), str):
+            span.set_attribute("devin.session_id", data["session_id"])
+        tracer.finish(span, reply.status, None)
+        return reply
+
+    async def _send_once(self, req: Request, attempt: int, deadline: float, root: bool,
+                         sink: Sink | None = None) -> Reply:
         await self.limiter.acquire(deadline)
         hooks = self.hooks
         path = req.path if root or req.url else self.org_path + req.path

@@ -38,6 +38,7 @@ from ._protocol import (
     parse_session,
 )
 from ._session_actions import SessionActions
+from ._tracing import internal
 
 if TYPE_CHECKING:
     from ._fanout import CreateMany
@@ -295,8 +296,9 @@ class Sessions(SessionActions):
             SessionFailedError: the session ended in `error` (it names the session).
             StructuredOutputError, WaitTimeoutError: as `result()`.
         """
-        return await _results.run(self, prompt, output_type=output_type, timeout=timeout,
-                                  until=until, **fields)
+        with internal(self.engine.tracer, "devin.run"):
+            return await _results.run(self, prompt, output_type=output_type, timeout=timeout,
+                                      until=until, **fields)
 
     async def ask(self, session_id: str, message: str, *,
                   timeout: float | None = None) -> Message:
@@ -340,8 +342,10 @@ class Sessions(SessionActions):
             WaitTimeoutError: `timeout` passed first (`.last_session` is the last seen).
         """
         last: Session | None = None
-        async for session in self.poll(session_id, until=until, policy=policy, timeout=timeout):
-            last = session
+        with internal(self.engine.tracer, "devin.wait", {"devin.session_id": session_id}):
+            async for session in self.poll(session_id, until=until, policy=policy,
+                                           timeout=timeout):
+                last = session
         assert last is not None
         return last
 
