@@ -24,12 +24,15 @@ from ._auth import ALL_PERMISSIONS, Permission
 from ._faults import Fault, RandomFaults
 from ._lifecycle import Step
 from ._log import RecordedRequest
-from ._server import FakeDevinServer, serve_forever
+from ._mock import MockTransport
+from ._serve import serve_forever
+from ._server import FakeDevinServer
 
 __all__ = [
     "ALL_PERMISSIONS",
     "FakeDevinServer",
     "Fault",
+    "MockTransport",
     "Permission",
     "RandomFaults",
     "RecordedRequest",
