@@ -81,7 +81,7 @@ class SessionRecord:
     tags: list[str]
     fields: dict[str, Any]  # SessionResponse fields that are stored as-is
     hidden: dict[str, Any]  # filter-only fields: schedule_id, repos
-    create_body: dict[str, Any]  # secret values redacted
+    create_body: dict[str, Any]  # as sent (test-side only: never served)
     messages: list[MessageRecord] = attrs.Factory(list)
     events: list[EventRecord] = attrs.Factory(list)  # sorted by (at, seq)
     attachments: list[dict[str, Any]] = attrs.Factory(list)

@@ -40,7 +40,6 @@ from ._records import (
     default_fields,
 )
 from ._render import OutputGenerator, render_session
-from ._validation import redact_secrets
 
 __all__ = ["MAX_TAGS", "REPLY_AFTER", "SessionStore"]
 
@@ -134,7 +133,7 @@ class SessionStore:
             tags=_dedupe(body.get("tags") or []),
             fields={**default_fields(), **fields},
             hidden={"schedule_id": body.get("schedule_id"), "repos": list(body.get("repos") or [])},
-            create_body=redact_secrets(dict(body)),
+            create_body=dict(body),
             secrets=[dict(s) for s in body.get("session_secrets") or []],
             output_schema=schema if isinstance(schema, dict) else None,
         )
