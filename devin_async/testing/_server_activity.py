@@ -42,6 +42,9 @@ class ActivityControls:
                   after: float = 0.0) -> dict[str, Any]:
         """Add an event to a session's timeline, `after` server seconds from now; return it.
 
+        Like the planned events, one still in the future is dropped when the timeline is cut
+        (a message, `script`, `set_status`, terminate).
+
         Raises:
             ValueError: an unknown category or direction, or a negative `after`.
         """
