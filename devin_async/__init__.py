@@ -7,7 +7,16 @@
 See README.md; `devin_async.testing.FakeDevinServer` is a local Devin for tests and demos.
 """
 
-from ._attachments import Attachments, UploadedAttachment
+from ._activity import (
+    ActivityEvent,
+    ActivityEventDetail,
+    ActivityEventMatch,
+    EventCategory,
+    Principal,
+    SessionInsights,
+    UploadedAttachment,
+)
+from ._attachments import Attachments
 from ._client import DevinClient
 from ._config import PollPolicy, RetryPolicy, Timeouts
 from ._enums import SessionStatus, StatusDetail
@@ -58,6 +67,9 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "ActivityEvent",
+    "ActivityEventDetail",
+    "ActivityEventMatch",
     "Attachment",
     "Attachments",
     "AuthenticationError",
@@ -70,6 +82,7 @@ __all__ = [
     "CreateUnconfirmedError",
     "DevinClient",
     "DevinError",
+    "EventCategory",
     "Follower",
     "HTTPRequest",
     "HTTPResponse",
@@ -83,6 +96,7 @@ __all__ = [
     "Phase",
     "PollPolicy",
     "Poller",
+    "Principal",
     "PullRequest",
     "RateLimitError",
     "RequestEvent",
@@ -93,6 +107,7 @@ __all__ = [
     "Session",
     "SessionEvent",
     "SessionFailedError",
+    "SessionInsights",
     "SessionSecret",
     "SessionStatus",
     "Sessions",

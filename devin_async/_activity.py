@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import attrs
 import cattrs
 
+from ._create_request import SessionSecret
 from ._enums import OpenStrEnum, SessionStatus, StatusDetail
 from ._errors import MalformedResponseError
 from ._models import Page, PullRequest
@@ -153,32 +154,6 @@ class UploadedAttachment:
     attachment_id: str
     name: str
     url: str
-
-
-def _redacted(_value: object) -> str:
-    return "<redacted>"
-
-
-@attrs.frozen
-class SessionSecret:
-    """A session-only secret; its value never shows in a repr (or str)."""
-
-    key: str
-    value: str = attrs.field(repr=_redacted)
-    sensitive: bool = True
-
-    def __attrs_post_init__(self) -> None:
-        if not isinstance(self.key, str) or not 1 <= len(self.key) <= 256:
-            raise ValueError("a session secret's key must be a string of 1 to 256 characters")
-        if not isinstance(self.value, str) or len(self.value) > 65536:
-            raise ValueError("a session secret's value must be a string of at most 65536 "
-                             "characters")
-        if not isinstance(self.sensitive, bool):
-            raise ValueError("a session secret's sensitive flag must be a bool")
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the create body's `{key, value, sensitive}` item."""
-        return {"key": self.key, "value": self.value, "sensitive": self.sensitive}
 
 
 # --- parsing -------------------------------------------------------------------------------------

@@ -21,8 +21,7 @@ from collections.abc import AsyncIterator
 from typing import IO, Any
 from urllib.parse import quote, urljoin, urlsplit
 
-import attrs
-
+from ._activity import UploadedAttachment, parse_uploaded_attachment
 from ._aiohttp import DEFAULT_MAX_RESPONSE_BYTES
 from ._decisions import Kind
 from ._engine import Engine
@@ -39,28 +38,10 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 FileLike = str | os.PathLike[str] | bytes | IO[bytes]
 
 
-@attrs.frozen
-class UploadedAttachment:
-    """An uploaded file: pass it (or its `url`) in `attachment_urls`."""
-
-    attachment_id: str
-    name: str
-    url: str
-
-
 def _loopback(host: str | None) -> bool:
     from ._client import is_loopback
 
     return host is not None and is_loopback(host)
-
-
-def parse_uploaded_attachment(data: Any) -> UploadedAttachment:
-    """Structure an upload's answer `{attachment_id, name, url}`."""
-    if type(data) is not dict or not all(
-            isinstance(data.get(k), str) for k in ("attachment_id", "name", "url")):
-        raise MalformedResponseError(
-            "expected an uploaded attachment {attachment_id, name, url}", body=data)
-    return UploadedAttachment(data["attachment_id"], data["name"], data["url"])
 
 
 class _Multipart:

@@ -30,6 +30,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     import aiohttp
 
+    from ._activity import Principal
     from ._attachments import Attachments
     from ._models import Session
     from ._sessions import Sessions
@@ -241,6 +242,15 @@ class DevinClient:
 
             self._attachments = Attachments(self._engine)
         return self._attachments
+
+    async def whoami(self) -> Principal:
+        """Return who this client's key is (`GET /v3/self`): principal type, org, user."""
+        from ._activity import parse_principal
+        from ._decisions import Kind
+        from ._protocol import Request
+
+        reply = await self._engine.request(Request("GET", "/v3/self", Kind.READ), root=True)
+        return parse_principal(reply.data)
 
     def watch(
         self,

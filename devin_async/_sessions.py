@@ -38,6 +38,7 @@ from ._protocol import (
     parse_session,
 )
 from ._session_actions import SessionActions
+from ._session_activity import SessionActivity
 from ._tracing import internal
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ __all__ = ["Paginator", "Sessions"]
 T = TypeVar("T")
 
 
-class Sessions(SessionActions):
+class Sessions(SessionActions, SessionActivity):
     """The session endpoints of one client (`client.sessions`)."""
 
     def __init__(self, engine: Engine, *, poll: PollPolicy, client_tokens: bool = True) -> None:
