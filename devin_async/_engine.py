@@ -151,8 +151,8 @@ class Engine:
             return hint
         if not self._capped_logged:
             self._capped_logged = True
-            logger.warning("a server asked to wait %.0f s; waiting at most max_retry_after=%g s "
-                           "(logged once per client)", min(hint, 1e18), cap)
+            logger.warning("a server's Retry-After hint of %.0f s was capped at "
+                           "max_retry_after=%g s (logged once per client)", min(hint, 1e18), cap)
         return cap
 
     async def request(
