@@ -181,6 +181,8 @@ class RawServer:
                     return
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             return
+        except asyncio.CancelledError:
+            return  # the server is stopping (only __aexit__ cancels a connection's task)
         finally:
             self._tasks.discard(task)
             self._writers.discard(writer)
