@@ -192,6 +192,7 @@ class RawServer:
         """Send `reply`; return whether the connection stays open."""
         if isinstance(reply, Hang):
             await asyncio.Event().wait()  # until cancelled by __aexit__
+            return False
         if isinstance(reply, Reset):
             sock = writer.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -29,6 +29,12 @@ POLICIES = {
                                 jitter=False, max_attempts=20),
 }
 THROTTLE = Answer(429, {"detail": "Too Many Requests"})
+FOREVER: dict[str, Reply] = {
+    "never-answers": Hang(),
+    "429-forever": THROTTLE,
+    "429-forever-hinted": Answer(429, {"detail": "Too Many Requests"},
+                                 headers=(("Retry-After", "0.2"),)),
+}
 
 
 async def timed(coro: object, cap: float = 3 * BOUND) -> tuple[float, object]:
@@ -44,9 +50,9 @@ async def timed(coro: object, cap: float = 3 * BOUND) -> tuple[float, object]:
 
 
 @pytest.mark.parametrize("policy", list(POLICIES))
-@pytest.mark.parametrize("reply", ["never-answers", "429-forever"])
+@pytest.mark.parametrize("reply", list(FOREVER))
 async def test_a_get_ends_within_its_deadline(reply: str, policy: str) -> None:
-    answer: Reply = Hang() if reply == "never-answers" else THROTTLE
+    answer = FOREVER[reply]
     async with RawServer(lambda _s: answer) as server, client_for(
             server, timeouts=TIMEOUTS, retry=POLICIES[policy]) as client:
         async with asyncio.timeout(3 * BOUND):

@@ -26,11 +26,13 @@ class Throttle:
         self.status = status
         self.headers = headers
         self.times = times
+        self.throttled = asyncio.Event()
 
     def __call__(self, seen: Seen) -> Answer:
         sid = seen.path.rsplit("/", 1)[-1]
         if seen.path == THROTTLED and self.times > 0:
             self.times -= 1
+            self.throttled.set()
             return Answer(self.status, {"detail": "slow down"}, headers=self.headers)
         return Answer(200, session_json(sid))
 
@@ -80,8 +82,7 @@ async def test_a_hint_under_the_cap_pauses_others_at_most_that_long(status: int)
     async with RawServer(throttle) as server, client_for(server, retry=retry) as client:
         async with asyncio.timeout(2.0):
             first = asyncio.create_task(client.sessions.get("devin-throttled"))
-            while not server.seen:
-                await asyncio.sleep(0.005)
+            await throttle.throttled.wait()
             await asyncio.sleep(0.02)  # the 429/503 is in
             sent = loop.time()
             others = await asyncio.gather(

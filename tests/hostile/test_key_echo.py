@@ -17,7 +17,7 @@ import pytest
 
 from devin_async import DevinError, RetryPolicy
 
-from .servers import KEY, Answer, RawServer, Raw, Reply, client_for
+from .servers import KEY, Answer, Raw, RawServer, Reply, client_for
 
 ESCAPED = "".join(f"\\u{ord(c):04x}" for c in KEY)
 PARTLY = "\\u0063" + KEY[1:]

@@ -58,10 +58,10 @@ class Flapping:
 async def test_the_watcher_never_reports_going_back_in_time() -> None:
     sids = ["devin-s1", "devin-s2", "devin-s3"]
     events = []
-    async with RawServer(Flapping(sids)) as server, client_for(server, poll=FAST) as client:
-        async with asyncio.timeout(2.0), client.watch(sids, until=Session.is_terminal) as w:
-            async for event in w:
-                events.append(event)
+    async with (RawServer(Flapping(sids)) as server, client_for(server, poll=FAST) as client,
+                asyncio.timeout(2.0), client.watch(sids, until=Session.is_terminal) as w):
+        async for event in w:
+            events.append(event)
     per: dict[str, list[Session]] = defaultdict(list)
     for event in events:
         per[event.session.session_id].append(event.session)
@@ -100,13 +100,13 @@ class FarFuture:
 @pytest.mark.parametrize("future", [True, False], ids=["stamped-2100", "control"])
 async def test_a_session_stamped_in_2100_does_not_freeze_the_watermark(future: bool) -> None:
     seen_states: list[str] = []
-    async with RawServer(FarFuture(future)) as server, client_for(server, poll=FAST) as client:
-        async with asyncio.timeout(1.5), client.watch(["devin-future", "devin-now"]) as w:
-            async for event in w:
-                if event.session.session_id == "devin-now":
-                    seen_states.append(event.session.status.value)
-                    if event.session.is_terminal:
-                        break
+    async with (RawServer(FarFuture(future)) as server, client_for(server, poll=FAST) as client,
+                asyncio.timeout(1.5), client.watch(["devin-future", "devin-now"]) as w):
+        async for event in w:
+            if event.session.session_id == "devin-now":
+                seen_states.append(event.session.status.value)
+                if event.session.is_terminal:
+                    break
     assert seen_states[-1] == "exit", f"devin-now was last reported as {seen_states}"
 
 
