@@ -9,6 +9,7 @@ every log record of the `devin_async` logger at DEBUG. Forbidden: the key, its s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
 from typing import Any
@@ -86,6 +87,13 @@ def leaks(texts: list[str], wire: str) -> list[str]:
     return [t[:300] for t in texts if any(f in t for f in forbidden)]
 
 
+async def run(client: Any, operation: str) -> None:
+    if operation == "get":
+        await client.sessions.get("devin-1")
+    else:
+        await client.sessions.create("echo the key back")
+
+
 @pytest.mark.parametrize("operation", ["get", "create"])
 @pytest.mark.parametrize("form", list(FORMS))
 async def test_an_echoed_key_is_never_shown(
@@ -99,10 +107,8 @@ async def test_an_echoed_key_is_never_shown(
         on_retry=events.append,
     ) as client:
         with pytest.raises(DevinError) as info:
-            if operation == "get":
-                await client.sessions.get("devin-1")
-            else:
-                await client.sessions.create("echo the key back")
+            async with asyncio.timeout(2.0):
+                await run(client, operation)
     assert server.seen, "the request reached the server"
     assert events, "the hooks fired"
     records = [r for r in caplog.records if r.name.startswith("devin_async")]
