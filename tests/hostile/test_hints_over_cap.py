@@ -103,7 +103,7 @@ async def test_no_request_is_held_past_its_own_deadline(status: int) -> None:
     retry = RetryPolicy(max_retry_after=5.0, deadline=0.5)
     throttle = Throttle(status, (("Retry-After", "3"),))
     async with RawServer(throttle) as server, client_for(server, retry=retry) as client:
-        async with asyncio.timeout(1.5):
+        async with asyncio.timeout(1.2):
             start = loop.time()
             with pytest.raises((RateLimitError, InternalServerError)):
                 await client.sessions.get("devin-throttled")
