@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from . import _json
 from ._aiohttp import DEFAULT_CONNECTION_LIMIT, DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport
 from ._config import PollPolicy, RetryPolicy, Timeouts
 from ._engine import Engine
@@ -123,6 +124,8 @@ class DevinClient:
         max_response_bytes: the largest response body read (after decompression).
         tracing: OpenTelemetry spans when `opentelemetry-api` is installed (the `otel`
             extra): True (the global tracer provider), False, or a TracerProvider.
+        json_codec: "json" (the stdlib's) or "orjson"; default orjson when installed, unless
+            `DEVIN_ASYNC_JSON=json`.
 
     Raises:
         ValueError: a missing key or org id, a bad base URL or version, or a bad setting.
@@ -150,6 +153,7 @@ class DevinClient:
         connection_limit: int = DEFAULT_CONNECTION_LIMIT,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         tracing: bool | Any = True,
+        json_codec: str | None = None,
     ) -> None:
         key = _check_key(api_key)
         org = org_id if org_id is not None else os.environ.get("DEVIN_ORG_ID", "").strip()
@@ -206,6 +210,7 @@ class DevinClient:
             sleep=sleep or asyncio.sleep,
             hooks=Hooks(as_hooks(on_request), as_hooks(on_response), as_hooks(on_retry)),
             tracer=make_tracer(tracing, f"{self.base_url}/"),
+            codec=_json.get(json_codec),
         )
         self._closed = False
         self._sessions: Sessions | None = None

@@ -97,6 +97,7 @@ class Engine:
         clock, sleep: a monotonic clock and an async sleep (injected in tests).
         hooks: the client's event hooks.
         tracer: the client's OpenTelemetry spans, if tracing is on.
+        codec: the JSON codec (default: the process's, see `_json`).
     """
 
     def __init__(
@@ -114,10 +115,14 @@ class Engine:
         sleep: Sleep,
         hooks: Hooks,
         tracer: Tracer | None = None,
+        codec: _json.Codec | None = None,
     ) -> None:
         self.transport = transport
         #: OpenTelemetry spans (None: tracing off, and no span object is ever made).
         self.tracer = tracer
+        self.codec = codec or _json.default()
+        self._loads = self.codec.loads
+        self._dumps = self.codec.dumps
         self._attempt = self._send_once if tracer is None else self._traced_attempt
         self.retry = retry
         self.timeouts = timeouts
@@ -308,7 +313,7 @@ class Engine:
                 return Reply(None, status, headers, self.cap_hint(parse_retry_after(headers)))
             hint = parse_retry_after(headers) if headers else None
             try:
-                data = decode_json(status, body)
+                data = decode_json(status, body, self._loads)
             except MalformedResponseError as exc:
                 malformed = MalformedResponseError(
                     self.redactor.text(str(exc)), status=status,
@@ -317,7 +322,7 @@ class Engine:
                 return Reply(data, status, headers, self.cap_hint(hint))
             raise malformed
         error = decode_error(status, headers, body, method=req.method, path=path,
-                             redact=self.redactor)
+                             redact=self.redactor, loads=self._loads)
         self._throttled(limiter, error)
         raise error
 
@@ -342,7 +347,7 @@ class Engine:
             return HTTPRequest(req.method, encode_url(req.url, req.params), self._anon_headers)
         url = encode_url((self.base_url if root else self._prefix) + req.path, req.params)
         if req.json is not None:
-            return HTTPRequest(req.method, url, self._json_headers, _json.dumps(req.json))
+            return HTTPRequest(req.method, url, self._json_headers, self._dumps(req.json))
         if req.body is not None:
             headers = {**self._headers, "Content-Type": req.content_type or
                        "application/octet-stream"}
