@@ -129,15 +129,16 @@ async def test_unknown_attachments_are_404_and_links_show_in_the_session() -> No
     server = FakeDevinServer()
     api = TransportApi(server)
     assert (await api.call("GET", "/attachments/nope/x.txt")).status == 404
-    uploaded = server.add_file(b"x", name="x.txt")
+    uploaded = server.add_file(b"x", name="x.txt", content_type="text/plain")
     wrong_name = f"/attachments/{uploaded['attachment_id']}/y.txt"
     assert (await api.call("GET", wrong_name)).status == 404
     sid = (await api.create("p", attachment_urls=[uploaded["url"]]))["session_id"]
     await api.call("POST", f"/sessions/{sid}/messages",
                    json_body={"message": "and this", "attachment_urls": ["https://f.example/z"]})
     listing = (await api.call("GET", f"/sessions/{sid}/attachments")).body
-    assert [(a["name"], a["url"], a["source"]) for a in listing] == [
-        ("x.txt", uploaded["url"], "user"), ("z", "https://f.example/z", "user")]
+    assert [(a["name"], a["url"], a["source"], a["content_type"]) for a in listing] == [
+        ("x.txt", uploaded["url"], "user", "text/plain"), ("z", "https://f.example/z", "user", None)]
+    assert listing[0]["attachment_id"] == uploaded["attachment_id"]
 
 
 async def test_upload_needs_use_devin_sessions() -> None:

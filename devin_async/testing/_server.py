@@ -102,6 +102,7 @@ class FakeDevinServer(ActivityControls):
         self._log = RequestLog(max_log)
         self._attachments = AttachmentStore(rng=random.Random(f"attachments:{seed}"),
                                             clock=self.clock.real, ttl=attachment_url_ttl)
+        self._store.uploaded = self._attachments.by_url
         self._activity = ActivityApi(self._store, self._attachments, download_mode=download_mode)
         self._dispatcher = Dispatcher(
             org_id=self.org_id, tokens=self._tokens, faults=self._faults, limiter=self._limiter,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._errors import ApiError, ValidationFailed, field_error
@@ -78,6 +78,8 @@ class SessionStore:
         self._index: dict[str, defaultdict[str, set[str]]] = {
             name: defaultdict(set) for name in INDEXED}
         self.scripts: list[list[Step]] = []  # queue for the next created sessions
+        #: url -> {attachment_id, name, content_type} of an uploaded file (set by the server).
+        self.uploaded: Callable[[str], dict[str, Any] | None] = lambda url: None
 
     # --- ids, lookup, indexes --------------------------------------------------------------------
     def hex_id(self) -> str:
@@ -153,9 +155,10 @@ class SessionStore:
 
     def link_attachments(self, record: SessionRecord, urls: Iterable[str]) -> None:
         for url in urls:
-            record.attachments.append({
-                "attachment_id": f"att-{self.hex_id()[:16]}", "name": url.rsplit("/", 1)[-1] or url,
-                "source": "user", "url": url, "content_type": None})
+            known = self.uploaded(url) or {
+                "attachment_id": f"att-{self.hex_id()[:16]}",
+                "name": url.rsplit("/", 1)[-1] or url, "content_type": None}
+            record.attachments.append({**known, "source": "user", "url": url})
 
     def _event_id(self) -> str:
         return f"event-{self.hex_id()}"
