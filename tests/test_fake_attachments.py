@@ -137,7 +137,8 @@ async def test_unknown_attachments_are_404_and_links_show_in_the_session() -> No
                    json_body={"message": "and this", "attachment_urls": ["https://f.example/z"]})
     listing = (await api.call("GET", f"/sessions/{sid}/attachments")).body
     assert [(a["name"], a["url"], a["source"], a["content_type"]) for a in listing] == [
-        ("x.txt", uploaded["url"], "user", "text/plain"), ("z", "https://f.example/z", "user", None)]
+        ("x.txt", uploaded["url"], "user", "text/plain"),
+        ("z", "https://f.example/z", "user", None)]
     assert listing[0]["attachment_id"] == uploaded["attachment_id"]
 
 
