@@ -92,7 +92,7 @@ class FakeDevinServer(ActivityControls):
         self.org_id = org_id or f"org-{rng.getrandbits(64):016x}"
         self._store = SessionStore(
             org_id=self.org_id, clock=self.clock, rng=rng, batch_children=batch_children,
-            event_rng=random.Random(f"events:{seed}"), index_lag=index_lag,
+            event_rng=random.Random(f"events:{seed}"), event_seed=seed, index_lag=index_lag,
             output_generator=output_generator)
         self._tokens = TokenRegistry()
         self._rng = rng

@@ -45,8 +45,6 @@ __all__ = ["MAX_TAGS", "REPLY_AFTER", "SessionStore"]
 
 REPLY_AFTER = 2.0
 """Server seconds from a user message to Devin's reply."""
-WORK_WINDOW = 3.0
-"""Server seconds of work events after a scripted `running/working` step that ends a script."""
 
 
 def _dedupe(tags: Iterable[str]) -> list[str]:
@@ -63,14 +61,14 @@ class SessionStore:
 
     def __init__(
         self, *, org_id: str, clock: ServerClock, rng: random.Random, batch_children: int = 3,
-        event_rng: random.Random | None = None, index_lag: float = 0.0,
+        event_rng: random.Random | None = None, event_seed: object = 0, index_lag: float = 0.0,
         output_generator: OutputGenerator | None = None,
     ) -> None:
         self.org_id = org_id
         self.clock = clock
         self.rng = rng
         self.batch_children = batch_children
-        self.events = EventMaker(event_rng or random.Random(0))
+        self.events = EventMaker(event_rng or random.Random(0), event_seed)
         self.index_lag = index_lag
         self.output_generator = output_generator
         self.records: dict[str, SessionRecord] = {}
@@ -165,21 +163,15 @@ class SessionStore:
 
     def _message(self, record: SessionRecord, message: MessageRecord) -> None:
         record.messages.append(message)
-        record.add_event(self.events.message(message))
 
     def _plan(self, record: SessionRecord, start: float, steps: list[Step]) -> None:
-        """Append `steps` from `start`, with their status, work and settle-message events."""
+        """Append `steps` from `start`, and the Devin message that goes with a settling step."""
         record.timeline.extend(start, steps)
-        for i, step in enumerate(steps):
-            at = start + step.at
-            record.add_event(self.events.status(at, step.status, step.status_detail))
-            if (step.status, step.status_detail) == ("running", "working"):
-                end = start + steps[i + 1].at if i + 1 < len(steps) else at + WORK_WINDOW
-                for event in self.events.work(at, end):
-                    record.add_event(event)
+        for step in steps:
             text = SETTLE_MESSAGES.get(step.status_detail or "")
             if step.status == "running" and text:
-                self._message(record, MessageRecord(at, self._event_id(), text, "devin"))
+                self._message(record, MessageRecord(start + step.at, self._event_id(), text,
+                                                    "devin"))
 
     def create(self, body: Mapping[str, Any], *, service_user_id: str | None,
                user_id: str | None = None) -> SessionRecord:
@@ -285,7 +277,6 @@ class SessionStore:
         now = self.clock.now()
         self._cut(record, now, auto=False)
         record.timeline.push(now, status, detail)
-        record.add_event(self.events.status(now, status, detail))
 
     def script(self, record: SessionRecord, steps: list[Step]) -> None:
         now = self.clock.now()
@@ -328,7 +319,6 @@ class SessionStore:
         if status not in TERMINAL:
             self._cut(record, now, auto=record.timeline.auto)
             record.timeline.push(now, "exit", None)
-            record.add_event(self.events.status(now, "exit", None))
         if archive and not record.fields["is_archived"]:
             record.fields["is_archived"] = True
             record.touched = now
@@ -339,7 +329,6 @@ class SessionStore:
         if status in AWAKE:
             self._cut(record, now, auto=record.timeline.auto)
             record.timeline.push(now, "suspended", "user_request")
-            record.add_event(self.events.status(now, "suspended", "user_request"))
         record.fields["is_archived"] = True
         record.touched = now
 
