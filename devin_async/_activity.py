@@ -145,6 +145,7 @@ class Principal:
     api_key_id: str | None = None
     api_key_name: str | None = None
     devin_id: str | None = None
+    creator_service_user_id: str | None = None
 
 
 @attrs.frozen

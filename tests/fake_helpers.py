@@ -65,17 +65,19 @@ class Api:
         self, method: str, path: str, *, json_body: Any = _DEFAULT, data: bytes | None = None,
         params: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
         token: str | object | None = _DEFAULT, base: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Reply:
-        headers: dict[str, str] = {}
+        sent: dict[str, str] = {}
         token = self.token if token is _DEFAULT else token
         if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        kwargs: dict[str, Any] = {"headers": headers, "params": params}
+            sent["Authorization"] = f"Bearer {token}"
+        kwargs: dict[str, Any] = {"headers": sent, "params": params, "allow_redirects": False}
         if json_body is not _DEFAULT:
             kwargs["json"] = json_body
         elif data is not None:
             kwargs["data"] = data
-            headers["Content-Type"] = "application/json"
+            sent["Content-Type"] = "application/json"
+        sent.update(headers or {})
         url = (base or self.base) + path
         async with self.http.request(method, url, **kwargs) as response:
             text = await response.text()

@@ -320,3 +320,18 @@ async def test_the_list_index_lags_behind_writes(clock: ManualClock) -> None:
     assert (await api.call("GET", "/sessions")).body["items"][0]["status"] == "running"
     with pytest.raises(ValueError):
         FakeDevinServer(index_lag=-1)
+
+
+async def test_event_pages_stay_stable_while_the_session_moves_on(
+    api: TransportApi, server: FakeDevinServer, clock: ManualClock,
+) -> None:
+    sid = (await api.create("p"))["session_id"]
+    clock.advance(8)
+    first = (await api.call("GET", f"/sessions/{sid}/events", params={"first": "3"})).body
+    assert first["has_next_page"]
+    clock.advance(40)
+    await api.call("POST", f"/sessions/{sid}/messages", json_body={"message": "more"})
+    clock.advance(3)
+    rest = await events_of(api, sid, after=first["end_cursor"])
+    assert first["items"] + rest == await events_of(api, sid)
+

@@ -1077,3 +1077,26 @@ async def test_serve_forever_prints_where_and_stops_on_sigterm() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@pytest.mark.parametrize("raw_path", [
+    "/sessions/devin-x%0A", "/sessions/devin-x%0Ay/tags", "/sessions/%0A/messages",
+    "/sessions/devin-%FF%FE",
+])
+async def test_an_odd_session_id_in_the_path_is_a_json_404(
+    http: aiohttp.ClientSession, server: FakeDevinServer, raw_path: str,
+) -> None:
+    url = f"{server.url}/v3beta1/organizations/{server.org_id}{raw_path}"
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    async with http.get(url, headers=headers) as response:
+        assert response.status == 404
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert (await response.json())["detail"].startswith("Session ")
+
+
+@pytest.mark.parametrize("path", ["/sessions", "/sessions/{sid}/messages"])
+async def test_an_empty_after_is_the_first_page_everywhere(api: Api, path: str) -> None:
+    sid = (await api.create())["session_id"]
+    first = await api.call("GET", path.format(sid=sid))
+    empty = await api.call("GET", path.format(sid=sid), params={"after": ""})
+    assert empty.status == 200 and empty.body["items"] == first.body["items"]

@@ -9,7 +9,7 @@ from ._dispatch import Call, Endpoint
 from ._errors import ApiError, field_error
 from ._events import event_details, page_events, parse_event_query
 from ._query import list_sessions
-from ._records import SessionRecord
+from ._records import EventRecord, SessionRecord
 from ._render import render_insights
 from ._state import SessionStore
 from ._validation import Errors, parse_list_query
@@ -43,12 +43,13 @@ class ActivityApi:
     # --- events ----------------------------------------------------------------------------------
     def events(self, call: Call) -> Any:
         query = parse_event_query(call.query, [])
-        record = self._record(call)
-        return page_events(record.events, query, self.store.clock.now())
+        return page_events(self._events(call), query)
+
+    def _events(self, call: Call) -> list[EventRecord]:
+        return self.store.events.timeline(self._record(call), self.store.clock.now())
 
     def event_details(self, call: Call) -> Any:
-        record = self._record(call)
-        return event_details(record.events, call.query, self.store.clock.now())
+        return event_details(self._events(call), call.query)
 
     def search_events(self, call: Call) -> Any:
         errors: Errors = []
@@ -56,8 +57,7 @@ class ActivityApi:
         if not needle:
             errors.append(field_error(("query", "query"), "Field required", "missing", None))
         query = parse_event_query(call.query, errors)
-        record = self._record(call)
-        return page_events(record.events, query, self.store.clock.now(), needle=needle[-1])
+        return page_events(self._events(call), query, needle=needle[-1])
 
     # --- insights --------------------------------------------------------------------------------
     def _insights(self, record: SessionRecord, now: float, *, as_of: bool = False) -> Any:

@@ -23,6 +23,7 @@ from ._errors import ValidationFailed, field_error
 
 BUCKET_PREFIX = "/fake-bucket/attachments/"
 IN_PROCESS_BUCKET = "https://bucket.fake.invalid"
+_UPLOAD_URL = re.compile(r"/organizations/[^/]+/attachments/([^/?#]+)/([^/?#]+)$")
 _PARAM = re.compile(r';\s*([\w*]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 
 
@@ -102,6 +103,15 @@ class AttachmentStore:
     def find(self, attachment_id: str, name: str) -> Blob | None:
         blob = self.blobs.get(attachment_id)
         return blob if blob is not None and blob.name == name else None
+
+    def by_url(self, url: str) -> dict[str, Any] | None:
+        """The session-attachment fields of an uploaded file's `url` (None: not an upload)."""
+        match = _UPLOAD_URL.search(url)
+        blob = None if match is None else self.find(match[1], unquote(match[2]))
+        if blob is None:
+            return None
+        return {"attachment_id": blob.attachment_id, "name": blob.name,
+                "content_type": blob.content_type}
 
     def api_path(self, blob: Blob, *, version: str, org_id: str) -> str:
         return (f"/{version}/organizations/{org_id}/attachments/{blob.attachment_id}/"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
+import os
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any, Literal
@@ -144,7 +144,7 @@ class Dispatcher:
         """Route the request and draw its fault; `finish` does the rest after `delay`."""
         endpoint, params, allowed = resolve(incoming.method, incoming.path)
         fault = self.faults.take(endpoint)
-        return Pending(incoming, endpoint, params, allowed, fault, f"req_{uuid.uuid4().hex}")
+        return Pending(incoming, endpoint, params, allowed, fault, f"req_{os.urandom(16).hex()}")
 
     def finish(self, pending: Pending) -> Outcome:
         """Act on a begun request and log it; never raises for a request's content."""

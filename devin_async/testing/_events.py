@@ -1,15 +1,18 @@
 """Session events of the fake server: how they are made, filtered, paged, detailed and searched.
 
-Events are planned with the lifecycle (a status event per status change, a few shell/file/git
-events while a session works, one per message) and, like statuses, are only *visible* once the
-server clock reaches them; cutting a timeline drops the planned ones with it. Content comes from
-the server's seeded event RNG, so one seed gives the same timelines. Filters: `categories` or
+Events follow the lifecycle (a status event per status change, a few shell/file/git events while
+a session works, one per message) and, like statuses, are only *visible* once the server clock
+reaches them; cutting a timeline drops the planned ones with it. They are derived from the
+timeline when read (see EventMaker), so one seed gives the same timelines. Filters: `categories` or
 `event_types` (not both: 422), `direction`, `created_after <= created_at < created_before`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import random
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +21,7 @@ from multidict import MultiMapping
 
 from ._errors import ValidationFailed, field_error
 from ._query import decode_cursor, encode_cursor
-from ._records import EventRecord, MessageRecord
+from ._records import EventRecord, MessageRecord, SessionRecord, event_key
 from ._validation import Errors, enum_check, last, query_int, query_list
 
 EVENT_CATEGORIES = ("shell", "file", "search", "browser", "mcp", "git", "message", "status",
@@ -37,65 +40,105 @@ _PATHS = ("src/app.py", "tests/test_app.py", "README.md", "pyproject.toml", "src
 _COMMITS = ("Fix the flaky test", "Add input validation", "Update the docs", "Refactor the parser")
 
 
-class EventMaker:
-    """Builds EventRecords: ids, sequence numbers and seeded content."""
+def _digest(*parts: object) -> str:
+    return hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=12).hexdigest()
 
-    def __init__(self, rng: random.Random) -> None:
+
+def _event(at: float, rank: int, event_id: str, event_type: str, category: str, direction: str,
+           summary: str, contents: dict[str, Any]) -> EventRecord:
+    # seq orders events of one instant: stored, status, work, message; then by id (stable).
+    seq = rank * 10**8 + zlib.crc32(event_id.encode()) % 10**8
+    return EventRecord(at=at, seq=seq, event_id=event_id, event_type=event_type,
+                       category=category, direction=direction, summary=summary,
+                       contents=contents)
+
+
+class EventMaker:
+    """Makes the stored events (creation, secrets, `add_event`) and derives the others.
+
+    Status, work and message events are not stored: they are derived from the timeline and the
+    messages when a client reads them (so seeding 10,000 sessions stays cheap), with ids and
+    content from a hash of (seed, session, position): the same on every read and every run.
+    """
+
+    def __init__(self, rng: random.Random, seed: object = 0) -> None:
         self.rng = rng
-        self.seq = 0
+        self.seed = seed
+        self.count = 0
 
     def make(self, at: float, event_type: str, category: str, direction: str, summary: str,
-             contents: dict[str, Any], event_id: str | None = None) -> EventRecord:
-        self.seq += 1
-        event_id = event_id or f"evt-{self.seq:08x}{self.rng.getrandbits(64):016x}"
-        return EventRecord(at=at, seq=self.seq, event_id=event_id, event_type=event_type,
-                           category=category, direction=direction, summary=summary,
-                           contents=contents)
+             contents: dict[str, Any]) -> EventRecord:
+        self.count += 1
+        event_id = f"evt-{self.count:08x}{self.rng.getrandbits(64):016x}"
+        return _event(at, 0, event_id, event_type, category, direction, summary, contents)
 
-    def status(self, at: float, status: str, detail: str | None) -> EventRecord:
-        text = status if detail is None else f"{status} ({detail})"
-        return self.make(at, "status_changed", "status", "outgoing", f"Status: {text}",
-                         {"status": status, "status_detail": detail})
+    def timeline(self, record: SessionRecord, now: float) -> list[EventRecord]:
+        """Every event of `record` visible at `now`, oldest first."""
+        sid = record.session_id
+        out = [e for e in record.events if e.at <= now]
+        times, states = record.timeline.times, record.timeline.states
+        last = record.timeline.index(now)
+        for i in range(1, last + 1):
+            status, detail = states[i]
+            text = status if detail is None else f"{status} ({detail})"
+            out.append(_event(times[i], 1, f"evt-{_digest(self.seed, sid, 's', i, times[i])}",
+                              "status_changed", "status", "outgoing", f"Status: {text}",
+                              {"status": status, "status_detail": detail}))
+        for i in range(last + 1):
+            if states[i] == ("running", "working"):
+                end = times[i + 1] if i + 1 < len(times) else math.inf
+                out.extend(self._work(sid, times[i], min(end, now + 1e-9)))
+        for message in record.messages:
+            if message.at <= now:
+                out.append(self._message(message))
+        out.sort(key=event_key)
+        return out
 
-    def message(self, message: MessageRecord) -> EventRecord:
+    def _message(self, message: MessageRecord) -> EventRecord:
         incoming = message.source == "user"
         first_line = (message.message.strip().splitlines() or [""])[0][:100]
         who = "User" if incoming else "Devin"
-        return self.make(message.at, "user_message" if incoming else "devin_message", "message",
-                         "incoming" if incoming else "outgoing", f"{who}: {first_line}",
-                         {"message": message.message, "source": message.source},
-                         event_id=message.event_id)
+        return _event(message.at, 3, message.event_id,
+                      "user_message" if incoming else "devin_message", "message",
+                      "incoming" if incoming else "outgoing", f"{who}: {first_line}",
+                      {"message": message.message, "source": message.source})
 
-    def work(self, start: float, end: float) -> list[EventRecord]:
-        """A few shell, file and git events spread over [start, end)."""
-        rng = self.rng
-        count = rng.randint(2, 4)
-        times = sorted(rng.uniform(start, max(start, end - 0.01)) for _ in range(count))
+    def _work(self, sid: str, start: float, end: float) -> list[EventRecord]:
+        """The shell, file and git events of the working stretch from `start`, before `end`."""
+        rng = random.Random(f"{self.seed}:{sid}:{start!r}")
         events = []
-        for i, at in enumerate(times):
-            kind = ("shell", "file", "shell", "git")[i % 4]
-            events.append(getattr(self, f"_{kind}")(at))
+        at = start
+        for i in range(rng.randint(2, 4)):
+            at += rng.uniform(1.0, 4.0)
+            if at >= end:
+                break
+            kind = ("shell", "file", "shell", "git")[i]
+            event_id = f"evt-{_digest(self.seed, sid, 'w', start, i)}"
+            events.append(getattr(self, f"_{kind}")(rng, at, event_id))
         return events
 
-    def _shell(self, at: float) -> EventRecord:
-        command = self.rng.choice(_COMMANDS)
-        lines = self.rng.randint(5, 400)
-        output = "".join(f"{command}: line {n} ok\n" for n in range(lines))
-        return self.make(at, "shell_process_started", "shell", "outgoing", f"Ran: {command}",
-                         {"command": command, "output": output, "exit_code": 0})
+    @staticmethod
+    def _shell(rng: random.Random, at: float, event_id: str) -> EventRecord:
+        command = rng.choice(_COMMANDS)
+        output = "".join(f"{command}: line {n} ok\n" for n in range(rng.randint(3, 12)))
+        return _event(at, 2, event_id, "shell_process_started", "shell", "outgoing",
+                      f"Ran: {command}", {"command": command, "output": output, "exit_code": 0})
 
-    def _file(self, at: float) -> EventRecord:
-        path = self.rng.choice(_PATHS)
+    @staticmethod
+    def _file(rng: random.Random, at: float, event_id: str) -> EventRecord:
+        path = rng.choice(_PATHS)
         diff = f"--- a/{path}\n+++ b/{path}\n" + "".join(
-            f"+line {n}\n" for n in range(self.rng.randint(1, 40)))
-        return self.make(at, "file_edited", "file", "outgoing", f"Edited {path}",
-                         {"path": path, "diff": diff})
+            f"+line {n}\n" for n in range(rng.randint(1, 8)))
+        return _event(at, 2, event_id, "file_edited", "file", "outgoing", f"Edited {path}",
+                      {"path": path, "diff": diff})
 
-    def _git(self, at: float) -> EventRecord:
-        message = self.rng.choice(_COMMITS)
-        sha = f"{self.rng.getrandbits(160):040x}"
-        return self.make(at, "git_commit_created", "git", "outgoing", f"Committed: {message}",
-                         {"branch": "devin/work", "sha": sha, "message": message})
+    @staticmethod
+    def _git(rng: random.Random, at: float, event_id: str) -> EventRecord:
+        message = rng.choice(_COMMITS)
+        sha = f"{rng.getrandbits(160):040x}"
+        return _event(at, 2, event_id, "git_commit_created", "git", "outgoing",
+                      f"Committed: {message}", {"branch": "devin/work", "sha": sha,
+                                                 "message": message})
 
 
 # --- queries -------------------------------------------------------------------------------------
@@ -150,18 +193,11 @@ def parse_event_query(query: MultiMapping[str], errors: Errors) -> EventQuery:
                       event_types=event_types, direction=direction, **bounds)
 
 
-def visible(events: list[EventRecord], now: float) -> Iterator[EventRecord]:
-    for event in events:
-        if event.at > now:
-            return
-        yield event
-
-
-def page_events(events: list[EventRecord], query: EventQuery, now: float,
+def page_events(events: list[EventRecord], query: EventQuery,
                 needle: str | None = None) -> dict[str, Any]:
-    """One SessionEventListPage (or, with `needle`, one SessionEventSearchPage)."""
+    """One SessionEventListPage (or, with `needle`, one SessionEventSearchPage) of `events`."""
     matched: list[tuple[EventRecord, str | None]] = []
-    for event in visible(events, now):
+    for event in events:
         if not query.keeps(event):
             continue
         context = None if needle is None else match_context(event, needle)
@@ -222,8 +258,7 @@ def truncate(value: Any, limit: int, path: str, cut: list[str]) -> Any:
     return value
 
 
-def event_details(events: list[EventRecord], query: MultiMapping[str],
-                  now: float) -> dict[str, Any]:
+def event_details(events: list[EventRecord], query: MultiMapping[str]) -> dict[str, Any]:
     """One SessionEventDetailsResponse: by `event_ids` (unknown ids skipped) or offset+limit."""
     errors: Errors = []
     ids = query_list(query, "event_ids")
@@ -240,7 +275,7 @@ def event_details(events: list[EventRecord], query: MultiMapping[str],
                                   "are mutually exclusive", "value_error", offset))
     if errors:
         raise ValidationFailed(errors)
-    shown = list(visible(events, now))
+    shown = events
     if ids is not None:
         by_id = {e.event_id: e for e in shown}
         chosen = [by_id[i] for i in ids if i in by_id]

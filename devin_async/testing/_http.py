@@ -17,6 +17,10 @@ MAX_BODY = 64 * 1024 * 1024
 """Largest request body either app reads (aiohttp's default, 1 MiB, is too small for uploads)."""
 
 
+CATCH_ALL = r"/{tail:[\s\S]*}"
+"""Every path, a decoded newline included (aiohttp's `.*` stops at one and answers a text 404)."""
+
+
 def _origin(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
 
@@ -30,7 +34,7 @@ class ApiFrontend:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
-        app.router.add_route("*", "/{tail:.*}", self.handle)
+        app.router.add_route("*", CATCH_ALL, self.handle)
         return app
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -56,7 +60,7 @@ class BucketFrontend:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
-        app.router.add_route("*", "/{tail:.*}", self.handle)
+        app.router.add_route("*", CATCH_ALL, self.handle)
         return app
 
     async def handle(self, request: web.Request) -> web.StreamResponse:

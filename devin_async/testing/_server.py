@@ -92,7 +92,7 @@ class FakeDevinServer(ActivityControls):
         self.org_id = org_id or f"org-{rng.getrandbits(64):016x}"
         self._store = SessionStore(
             org_id=self.org_id, clock=self.clock, rng=rng, batch_children=batch_children,
-            event_rng=random.Random(f"events:{seed}"), index_lag=index_lag,
+            event_rng=random.Random(f"events:{seed}"), event_seed=seed, index_lag=index_lag,
             output_generator=output_generator)
         self._tokens = TokenRegistry()
         self._rng = rng
@@ -102,6 +102,7 @@ class FakeDevinServer(ActivityControls):
         self._log = RequestLog(max_log)
         self._attachments = AttachmentStore(rng=random.Random(f"attachments:{seed}"),
                                             clock=self.clock.real, ttl=attachment_url_ttl)
+        self._store.uploaded = self._attachments.by_url
         self._activity = ActivityApi(self._store, self._attachments, download_mode=download_mode)
         self._dispatcher = Dispatcher(
             org_id=self.org_id, tokens=self._tokens, faults=self._faults, limiter=self._limiter,

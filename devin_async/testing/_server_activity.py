@@ -60,8 +60,8 @@ class ActivityControls:
 
     def events(self, session_id: str) -> list[dict[str, Any]]:
         """The session's events visible now (summaries), oldest first."""
-        now = self.clock.now()
-        return [e.summary_json() for e in self._record(session_id).events if e.at <= now]
+        events = self._store.events.timeline(self._record(session_id), self.clock.now())
+        return [e.summary_json() for e in events]
 
     def script_reply(self, session_id: str, text: str, *, after: float = REPLY_AFTER) -> None:
         """Make Devin answer the session's next user message with `text`, `after` s later."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._errors import ApiError, ValidationFailed, field_error
@@ -45,8 +45,6 @@ __all__ = ["MAX_TAGS", "REPLY_AFTER", "SessionStore"]
 
 REPLY_AFTER = 2.0
 """Server seconds from a user message to Devin's reply."""
-WORK_WINDOW = 3.0
-"""Server seconds of work events after a scripted `running/working` step that ends a script."""
 
 
 def _dedupe(tags: Iterable[str]) -> list[str]:
@@ -63,14 +61,14 @@ class SessionStore:
 
     def __init__(
         self, *, org_id: str, clock: ServerClock, rng: random.Random, batch_children: int = 3,
-        event_rng: random.Random | None = None, index_lag: float = 0.0,
+        event_rng: random.Random | None = None, event_seed: object = 0, index_lag: float = 0.0,
         output_generator: OutputGenerator | None = None,
     ) -> None:
         self.org_id = org_id
         self.clock = clock
         self.rng = rng
         self.batch_children = batch_children
-        self.events = EventMaker(event_rng or random.Random(0))
+        self.events = EventMaker(event_rng or random.Random(0), event_seed)
         self.index_lag = index_lag
         self.output_generator = output_generator
         self.records: dict[str, SessionRecord] = {}
@@ -78,6 +76,8 @@ class SessionStore:
         self._index: dict[str, defaultdict[str, set[str]]] = {
             name: defaultdict(set) for name in INDEXED}
         self.scripts: list[list[Step]] = []  # queue for the next created sessions
+        #: url -> {attachment_id, name, content_type} of an uploaded file (set by the server).
+        self.uploaded: Callable[[str], dict[str, Any] | None] = lambda url: None
 
     # --- ids, lookup, indexes --------------------------------------------------------------------
     def hex_id(self) -> str:
@@ -153,30 +153,25 @@ class SessionStore:
 
     def link_attachments(self, record: SessionRecord, urls: Iterable[str]) -> None:
         for url in urls:
-            record.attachments.append({
-                "attachment_id": f"att-{self.hex_id()[:16]}", "name": url.rsplit("/", 1)[-1] or url,
-                "source": "user", "url": url, "content_type": None})
+            known = self.uploaded(url) or {
+                "attachment_id": f"att-{self.hex_id()[:16]}",
+                "name": url.rsplit("/", 1)[-1] or url, "content_type": None}
+            record.attachments.append({**known, "source": "user", "url": url})
 
     def _event_id(self) -> str:
         return f"event-{self.hex_id()}"
 
     def _message(self, record: SessionRecord, message: MessageRecord) -> None:
         record.messages.append(message)
-        record.add_event(self.events.message(message))
 
     def _plan(self, record: SessionRecord, start: float, steps: list[Step]) -> None:
-        """Append `steps` from `start`, with their status, work and settle-message events."""
+        """Append `steps` from `start`, and the Devin message that goes with a settling step."""
         record.timeline.extend(start, steps)
-        for i, step in enumerate(steps):
-            at = start + step.at
-            record.add_event(self.events.status(at, step.status, step.status_detail))
-            if (step.status, step.status_detail) == ("running", "working"):
-                end = start + steps[i + 1].at if i + 1 < len(steps) else at + WORK_WINDOW
-                for event in self.events.work(at, end):
-                    record.add_event(event)
+        for step in steps:
             text = SETTLE_MESSAGES.get(step.status_detail or "")
             if step.status == "running" and text:
-                self._message(record, MessageRecord(at, self._event_id(), text, "devin"))
+                self._message(record, MessageRecord(start + step.at, self._event_id(), text,
+                                                    "devin"))
 
     def create(self, body: Mapping[str, Any], *, service_user_id: str | None,
                user_id: str | None = None) -> SessionRecord:
@@ -282,7 +277,6 @@ class SessionStore:
         now = self.clock.now()
         self._cut(record, now, auto=False)
         record.timeline.push(now, status, detail)
-        record.add_event(self.events.status(now, status, detail))
 
     def script(self, record: SessionRecord, steps: list[Step]) -> None:
         now = self.clock.now()
@@ -325,7 +319,6 @@ class SessionStore:
         if status not in TERMINAL:
             self._cut(record, now, auto=record.timeline.auto)
             record.timeline.push(now, "exit", None)
-            record.add_event(self.events.status(now, "exit", None))
         if archive and not record.fields["is_archived"]:
             record.fields["is_archived"] = True
             record.touched = now
@@ -336,7 +329,6 @@ class SessionStore:
         if status in AWAKE:
             self._cut(record, now, auto=record.timeline.auto)
             record.timeline.push(now, "suspended", "user_request")
-            record.add_event(self.events.status(now, "suspended", "user_request"))
         record.fields["is_archived"] = True
         record.touched = now
 
