@@ -35,6 +35,7 @@ Behaviour worth knowing:
 
 from ._auth import ALL_PERMISSIONS, Permission
 from ._faults import Fault, RandomFaults
+from ._instances import instance_for
 from ._lifecycle import Step
 from ._log import RecordedRequest
 from ._mock import MockTransport
@@ -50,5 +51,6 @@ __all__ = [
     "RandomFaults",
     "RecordedRequest",
     "Step",
+    "instance_for",
     "serve_forever",
 ]

@@ -24,6 +24,7 @@ from ._dispatch import Dispatcher, ErrorStyle
 from ._faults import DEFAULT_RANDOM_KINDS, DropKind, Fault, FaultBook, MalformedKind, RandomFaults
 from ._http import ApiFrontend, BucketFrontend
 from ._inprocess import InProcessTransport
+from ._instances import instance_for
 from ._lifecycle import ServerClock, StepLike, as_steps
 from ._log import RecordedRequest, RequestLog
 from ._ratelimit import RateLimiter
@@ -68,7 +69,9 @@ class FakeDevinServer(ActivityControls):
         error_style: "fastapi" (`{"detail": ...}`) or "problem" (RFC 9457 body for non-422 errors).
         index_lag: server seconds the list endpoints (sessions, insights) lag behind writes.
         output_generator: `schema -> value`, the structured output of a session created with a
-            `structured_output_schema` once it finishes (None: no output unless set).
+            `structured_output_schema` once it finishes (such a session always ends its work
+            `finished`); default `instance_for` (a minimal conforming instance); None: no
+            output unless `set_structured_output` gives one.
         download_mode: "redirect" (307 to the bucket origin) or "direct" (200 with the bytes).
         attachment_url_ttl: real seconds a presigned bucket URL stays valid.
     """
@@ -79,7 +82,7 @@ class FakeDevinServer(ActivityControls):
         api_key: str | None = None, org_id: str | None = None,
         clock: Callable[[], float] | None = None, epoch: float | None = None,
         max_log: int = 10_000, batch_children: int = 3, error_style: ErrorStyle = "fastapi",
-        index_lag: float = 0.0, output_generator: OutputGenerator | None = None,
+        index_lag: float = 0.0, output_generator: OutputGenerator | None = instance_for,
         download_mode: DownloadMode = "redirect", attachment_url_ttl: float = 60.0,
     ) -> None:
         if index_lag < 0:

@@ -185,7 +185,8 @@ class SessionStore:
         script = self.scripts.pop(0) if self.scripts else None
         record = self._new_record(now, body, fields, Timeline.starting(now))
         if script is None:
-            self._plan(record, now, plan_start(self.rng)[1:])
+            self._plan(record, now,
+                       plan_start(self.rng, finish=record.output_schema is not None)[1:])
         else:
             record.timeline.auto = False
             self._plan(record, now, script)
