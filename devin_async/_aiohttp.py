@@ -18,11 +18,15 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from yarl import URL
 
-from ._errors import APIConnectionError, APITimeoutError, MalformedResponseError
+from ._errors import (
+    APIConnectionError,
+    APITimeoutError,
+    EventLoopMismatchError,
+    MalformedResponseError,
+)
 from ._transport import HTTPRequest, HTTPResponse
 
-__all__ = ["DEFAULT_CONNECTION_LIMIT", "DEFAULT_MAX_RESPONSE_BYTES", "AiohttpTransport",
-           "EventLoopMismatchError"]
+__all__ = ["DEFAULT_CONNECTION_LIMIT", "DEFAULT_MAX_RESPONSE_BYTES", "AiohttpTransport"]
 
 #: Connection pool: enough sockets for a fan-out of hundreds without opening thousands.
 DEFAULT_CONNECTION_LIMIT = 64
@@ -35,10 +39,6 @@ FRESH_PERIOD = 60.0
 _ConnectionTimeout: tuple[type[BaseException], ...] = tuple(
     t for t in (getattr(aiohttp, "ConnectionTimeoutError", None),) if t is not None
 )
-
-
-class EventLoopMismatchError(APIConnectionError, RuntimeError):
-    """The client was first used in another event loop (one that is now closed or not running)."""
 
 
 def client_timeout(total: float, connect: float, read: float) -> aiohttp.ClientTimeout:
@@ -122,9 +122,7 @@ class AiohttpTransport:
             raise EventLoopMismatchError(
                 "this DevinClient was first used in another event loop; a client (and its "
                 "connection pool) belongs to one loop: create a new DevinClient in this one "
-                "(e.g. one per asyncio.run)",
-                sent=False,
-            )
+                "(e.g. one per asyncio.run)")
         self._loop = loop
         if self._fresh_until and loop.time() < self._fresh_until:
             if self._fresh_session is None or self._fresh_session.closed:
@@ -166,7 +164,7 @@ class AiohttpTransport:
     async def send(self, request: HTTPRequest, *, timeout: float) -> HTTPResponse:
         """Send one request; return the whole answer or raise APIConnectionError."""
         http = self._http()
-        error: APIConnectionError
+        error: APIConnectionError | EventLoopMismatchError
         answered = False
         try:
             async with http.request(
@@ -201,7 +199,7 @@ class AiohttpTransport:
                 raise
             error = EventLoopMismatchError(
                 "the event loop this DevinClient was first used in is closed; create a new "
-                "DevinClient in the running loop", sent=False)
+                "DevinClient in the running loop")
         except aiohttp.ClientError as exc:
             if not answered and isinstance(
                 exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError

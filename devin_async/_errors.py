@@ -17,6 +17,7 @@
     ├── StructuredOutputError       a structured output missing or not fitting (.session .raw)
     ├── SessionFailedError          run(): the session ended in error (.session, .session_id)
     ├── ClientClosedError           the client was used after aclose(); also a RuntimeError
+    ├── EventLoopMismatchError      the client was used in a second event loop
     ├── MalformedResponseError      a 2xx whose body is not the JSON promised
     └── CreateUnconfirmedError      a create that may or may not have happened (.client_token)
 
@@ -42,6 +43,7 @@ __all__ = [
     "ConflictError",
     "CreateUnconfirmedError",
     "DevinError",
+    "EventLoopMismatchError",
     "InternalServerError",
     "MalformedResponseError",
     "NotFoundError",
@@ -147,6 +149,14 @@ class WaitTimeoutError(DevinError, TimeoutError):
 
 class ClientClosedError(DevinError, RuntimeError):
     """The client was used after `aclose()`."""
+
+
+class EventLoopMismatchError(DevinError, RuntimeError):
+    """The client was first used in another event loop (now closed or not running).
+
+    A client and its connection pool belong to one loop: create a new `DevinClient` in each
+    `asyncio.run(...)`.
+    """
 
 
 class MalformedResponseError(DevinError):
