@@ -38,9 +38,9 @@ def _style(console: Console, name: str) -> str:
     return "" if console.no_color or not name else STYLES.get(name, "")
 
 
-def to_text(console: Console, parts: Sequence[Cell]) -> Text:
-    """Return styled cells as one rich Text."""
-    text = Text(no_wrap=True, overflow="ellipsis")
+def to_text(console: Console, parts: Sequence[Cell], *, wrap: bool = False) -> Text:
+    """Return styled cells as one rich Text (cut to the width with an ellipsis, or wrapped)."""
+    text = Text() if wrap else Text(no_wrap=True, overflow="ellipsis")
     for part in parts:
         text.append(part.text, style=_style(console, part.style))
     return text
@@ -65,8 +65,8 @@ def to_renderable(console: Console, table: TableData | str | Cell | Sequence[str
 
 
 def print_text(console: Console, parts: Sequence[Cell]) -> None:
-    """Print a permanent line (above any live region)."""
-    console.print(to_text(console, parts), soft_wrap=True)
+    """Print a permanent line (above any live region), wrapped to the width."""
+    console.print(to_text(console, parts, wrap=True))
 
 
 def print_table(console: Console, table: TableData) -> None:
