@@ -337,7 +337,9 @@ async def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixtur
     [
         (["create", "   "], "prompt"),
         (["create", "x", "--advanced-mode", "analyze"], "session_links"),
-        (["create", "x", "--field", "title=dup", "--title", "t"], "extra repeats"),
+        (["create", "x", "--field", "title=dup", "--title", "t"],
+         "--field title=... repeats --title"),
+        (["create", "x", "--field", "max_acu_limit=0"], "max_acu_limit must be a positive"),
         (["list", "--limit", "-1"], "--limit"),
         (["get", "not a valid id!"], "session_id"),
     ],

@@ -294,10 +294,18 @@ def test_without_rich_a_terminal_gets_plain_lines() -> None:
     assert lines[-1].startswith("4 requested · 3 created · 1 refused")
 
 
-def test_not_a_terminal_gets_plain_lines() -> None:
+@pytest.mark.parametrize("columns", [None, "60"])
+def test_not_a_terminal_gets_plain_lines(columns: str | None) -> None:
+    env = _env() if columns is None else _env(COLUMNS=columns)
     result = subprocess.run(
         [sys.executable, "-m", "devin_async", "demo", "--sessions", "3", "--time-scale", "200"],
-        capture_output=True, text=True, timeout=60, env=_env(TERM="xterm-256color"))
+        capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0 and result.stderr == ""
     assert "\x1b" not in result.stdout
-    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    lines = result.stdout.splitlines()
+    rows = [line.split() for line in lines if re.match(r"[12]  demo-0", line)]
+    if columns is None:  # a pipe: nothing is cut, the ids are whole
+        assert all(len(row[2]) == len("devin-") + 32 for row in rows) and len(rows) == 2
+    else:
+        assert max(len(line) for line in lines) <= 60
+        assert all(row[2].endswith("…") for row in rows) and len(rows) == 2

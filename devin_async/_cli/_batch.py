@@ -36,7 +36,7 @@ def allowed_keys() -> list[str]:
 def _unknown(keys: list[str], allowed: list[str]) -> str:
     hints = []
     for key in keys:
-        close = difflib.get_close_matches(key, allowed, n=1)
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.8)
         hints.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
     word = "key" if len(keys) == 1 else "keys"
     return (f"unknown {word} {', '.join(hints)}; newer API fields go in "

@@ -29,7 +29,7 @@ from devin_async import (
 )
 
 from ._common import EXIT_OK, EXIT_UNEXPECTED, closing
-from ._demo_view import DemoRow, render_table, staged_lines, summary_json, totals_line
+from ._demo_view import DemoRow, render_table, staged_lines, summary_json, totals_lines
 from ._display import Output, View, plural, status_cell, truncate
 
 __all__ = ["DemoPlan", "plan_demo", "run_demo"]
@@ -240,7 +240,7 @@ class _Demo:
         out.line()
         for line in staged_lines(rows, self.plan.lost, recovered, retries):
             out.line(truncate(line, out.width) if isinstance(line, str) else line)
-        out.line(totals_line(rows, self.retried, out.elapsed()))
+        out.lines(totals_lines(rows, self.retried, out.elapsed(), out.width))
 
     def recovered(self, made: int) -> int:
         """Return how many lost answers were recovered without a duplicate session."""

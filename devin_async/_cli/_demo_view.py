@@ -26,7 +26,7 @@ from ._display import (
     status_cell,
 )
 
-__all__ = ["DemoRow", "render_table", "staged_lines", "summary_json", "totals_line"]
+__all__ = ["DemoRow", "render_table", "staged_lines", "summary_json", "totals_lines"]
 
 
 @attrs.define
@@ -98,8 +98,8 @@ def staged_lines(rows: Sequence[DemoRow], lost: int, recovered: int,
     return lines
 
 
-def totals_line(rows: Sequence[DemoRow], retried: int, elapsed: float) -> str:
-    """Return `6 requested · 5 created · 1 refused · 1 ended in error · 1.2s`."""
+def totals_lines(rows: Sequence[DemoRow], retried: int, elapsed: float, width: int) -> list[str]:
+    """Return `6 requested · 5 created · 1 refused · 1 ended in error · 1.2s`, wrapped at `·`."""
     created = sum(1 for r in rows if r.session is not None)
     refused = sum(1 for r in rows if r.error is not None)
     errored = sum(1 for r in rows if r.ended_in_error)
@@ -108,7 +108,13 @@ def totals_line(rows: Sequence[DemoRow], retried: int, elapsed: float) -> str:
     if retried:
         parts.append(plural(retried, "other retry", "other retries"))
     parts.append(f"{elapsed:.1f}s")
-    return " · ".join(parts)
+    lines = [parts[0]]
+    for part in parts[1:]:
+        if len(lines[-1]) + len(part) + 3 > width:
+            lines.append(part)
+        else:
+            lines[-1] += f" · {part}"
+    return lines
 
 
 def _row_dict(row: DemoRow) -> dict[str, Any]:

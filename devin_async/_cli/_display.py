@@ -6,7 +6,8 @@ modes, chosen once:
 - live: a terminal and `rich` installed (the optional `devin-async[cli]` extra): a live table or
   status line redrawn in place (`_live.py`), permanent lines printed above it, colours by status
   unless NO_COLOR; the last frame stays on screen when the view ends, Ctrl-C included;
-- plain: anything else (a pipe, a file, TERM=dumb, no rich): appended lines, never ANSI.
+- plain: anything else (a pipe, a file, TERM=dumb, no rich): appended lines, never ANSI, cut to
+  the width only on a terminal or when COLUMNS is set (a pipe gets whole ids).
 Tables are data (`TableData`) until the last moment, so the plain and the rich renderers lay them
 out with the same column widths: only the columns marked `shrink` (ids, titles) are truncated to
 fit the width, never dropped.
@@ -49,7 +50,8 @@ __all__ = [
 #: Session fields the SDK adds that the API does not send; `--json` puts them under this key.
 SDK_KEY = "devin_async"
 _SDK_FIELDS = ("client_token",)
-DEFAULT_WIDTH = 80
+DEFAULT_WIDTH = 80  # a terminal whose size cannot be read
+UNLIMITED = 1_000_000  # the width of a pipe or a file
 GAP = 2  # spaces between table columns
 
 _WAITING = {StatusDetail.WAITING_FOR_USER, StatusDetail.WAITING_FOR_APPROVAL}
@@ -319,7 +321,10 @@ class Output:
 
     @property
     def width(self) -> int:
-        """Return the width to fit: the terminal's, else COLUMNS, else 80."""
+        """Return the width to fit: COLUMNS, else the terminal's; a pipe or file: no limit.
+
+        Not on a terminal, nothing is cut (unless COLUMNS asks): `list | watch -` needs whole ids.
+        """
         if self.console is not None:
             return int(self.console.width)
         columns = os.environ.get("COLUMNS", "")
@@ -328,7 +333,8 @@ class Output:
         if _isatty(self.stream):
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 return os.get_terminal_size(self.stream.fileno()).columns
-        return DEFAULT_WIDTH
+            return DEFAULT_WIDTH
+        return UNLIMITED
 
     def elapsed(self) -> float:
         """Return seconds since this output was made."""

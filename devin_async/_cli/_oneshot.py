@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import Any
 
+import attrs
+
 from devin_async import CreateSessionRequest, Session
 
 from ._common import UsageError, make_client, stamp
@@ -37,7 +39,15 @@ def _create_request(args: argparse.Namespace) -> CreateSessionRequest:
         "create_as_user_id": args.create_as_user_id,
     }
     given = {k: v for k, v in named.items() if v is not None}
-    extra: dict[str, Any] = dict(args.field or ())
+    # A --field the SDK knows as a create field is passed as one (it is checked like one);
+    # anything else goes into the body as is.
+    known = {f.name for f in attrs.fields(CreateSessionRequest)} - {"prompt", "extra"}
+    extra: dict[str, Any] = {}
+    for key, value in args.field or ():
+        if key in given or key == "prompt":
+            flag = "the prompt" if key == "prompt" else f"--{key.replace('_', '-')}"
+            raise UsageError(f"--field {key}=... repeats {flag}")
+        (given if key in known else extra)[key] = value
     request = CreateSessionRequest(prompt, **given, extra=extra)
     request.validate()
     return request
