@@ -202,16 +202,17 @@ def threaded_server() -> Iterator[FakeDevinServer]:
         loop.close()
 
 
-def test_ctrl_c_mid_watch_keeps_the_last_frame(capsys: pytest.CaptureFixture[str],
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("command", ["watch", "wait"])
+def test_ctrl_c_keeps_the_last_frame(capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch, command: str) -> None:
     with threaded_server() as server:
-        ids = server.add_sessions(2)
+        ids = server.add_sessions(2 if command == "watch" else 1)
         for sid in ids:
             server.script(WORKING_FOREVER, session_id=sid)
         for name, value in (("DEVIN_API_KEY", server.api_key), ("DEVIN_ORG_ID", server.org_id),
                             ("DEVIN_BASE_URL", server.url)):
             monkeypatch.setenv(name, value)
-        buffer = _Watched("2 running/working")
+        buffer = _Watched("2 running/working" if command == "watch" else "running/working")
         console = Console(file=buffer, force_terminal=True, width=80)
 
         def interrupt() -> None:
@@ -221,13 +222,38 @@ def test_ctrl_c_mid_watch_keeps_the_last_frame(capsys: pytest.CaptureFixture[str
         ctrl_c = threading.Thread(target=interrupt)
         ctrl_c.start()
         # --timeout bounds the test should the interrupt never come.
-        code = main(["watch", *ids, "--timeout", "20", *FAST], console=console)
+        code = main([command, *ids, "--timeout", "20", *FAST], console=console)
         ctrl_c.join()
     assert code == 130
     assert capsys.readouterr().err == "devin-async: interrupted\n"
     shot = screen(buffer.getvalue())
-    assert [line.split()[1] for line in shot[1:3]] == ["running/working"] * 2
-    assert shot[3].startswith("2 running/working · ")  # the last frame, caption included
+    if command == "watch":  # the last frame, caption included
+        assert [line.split()[1] for line in shot[1:3]] == ["running/working"] * 2
+        assert shot[3].startswith("2 running/working · ")
+        assert len(shot) == 4
+    else:
+        assert re.fullmatch(rf"{ids[0]}  running/working  · \d+\.\ds", shot[0])
+        assert len(shot) == 1
+
+
+async def test_a_tall_table_keeps_its_caption_while_live(server: FakeDevinServer) -> None:
+    from devin_async._cli._display import Column, TableData
+    from devin_async._cli._live import to_renderable
+
+    table = TableData(columns=(Column("ID"), Column("STATUS")),
+                      rows=[(f"id-{i}", "ok") for i in range(20)], caption="20 ok")
+    console, buffer = terminal(80)
+    console.print(to_renderable(console, table, max_height=8))
+    assert screen(buffer.getvalue()) == [
+        f"{'ID':9}  STATUS", *(f"{f'id-{i}':9}  ok" for i in range(5)), "… 15 more", "20 ok"]
+    # When the view stops, the last frame has every row.
+    ids = server.add_sessions(12, status="running", status_detail="finished")
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120, height=8)
+    assert await amain(["watch", *ids, *FAST], console=console) == 0
+    shot = screen(buffer.getvalue())
+    assert [line.split()[0] for line in shot[1:13]] == ids
+    assert shot[-1] == "12 sessions: 12 running/finished"
 
 
 def _pty_run(argv: list[str], *, interrupt_on: str | None, env: dict[str, str],

@@ -98,8 +98,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace | int:
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     if args.api_key is not None and args.command not in ("demo", "serve-fake"):
-        Output(sys.stdout, json_mode=args.json).warn(
-            "--api-key is visible to other users of this machine; prefer DEVIN_API_KEY")
+        message = "--api-key is visible to other users of this machine; prefer DEVIN_API_KEY"
+        _stderr(json.dumps({"warning": message}) if args.json
+                else f"devin-async: warning: {message}")
     return args
 
 

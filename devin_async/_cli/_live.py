@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TextIO
 
+import attrs
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
@@ -47,10 +48,19 @@ def to_text(console: Console, parts: Sequence[Cell], *, wrap: bool = False) -> T
 
 
 def to_renderable(console: Console, table: TableData | str | Cell | Sequence[str | Cell],
-                  ) -> RenderableType:
-    """Return a table (fitted to the console's width now) or a line as a rich renderable."""
+                  *, max_height: int | None = None) -> RenderableType:
+    """Return a table (fitted to the console's width now) or a line as a rich renderable.
+
+    With `max_height`, a taller table keeps its first rows, a `… N more` row and its caption.
+    """
     if not isinstance(table, TableData):
         return to_text(console, cells(table))
+    room = None if max_height is None else max(max_height - 3, 1)  # header, "more", caption
+    if room is not None and len(table.rows) > room + 1:
+        hidden = len(table.rows) - room
+        more: list[str | Cell] = [Cell(f"… {hidden} more", "dim")]
+        more += [""] * (len(table.columns) - 1)
+        table = attrs.evolve(table, rows=[*table.rows[:room], more])
     grid = Table(box=None, show_edge=False, pad_edge=False, padding=(0, GAP, 0, 0),
                  header_style="" if console.no_color else "bold", collapse_padding=True)
     widths = fit_widths(table, console.width)
@@ -101,13 +111,20 @@ async def _ticking(refresh: Callable[[], None]) -> AsyncIterator[None]:
 async def live_view(console: Console, render: Callable[[], TableData | str | Cell | Sequence[
         str | Cell]]) -> AsyncIterator[_LiveView]:
     """Show `render()` live, redrawn on `update()` and on a short tick; keep the last frame."""
+    full = False  # the last frame (drawn as the view stops) shows every row
+
+    def frame() -> RenderableType:
+        return to_renderable(console, render(), max_height=None if full else console.height)
+
     live = Live(console=console, auto_refresh=False, transient=False, redirect_stdout=False,
-                redirect_stderr=False, vertical_overflow="visible",
-                get_renderable=lambda: to_renderable(console, render()))
+                redirect_stderr=False, get_renderable=frame)
     with live:
-        view = _LiveView(live)
-        async with _ticking(view.update):
-            yield view
+        try:
+            view = _LiveView(live)
+            async with _ticking(view.update):
+                yield view
+        finally:
+            full = True
 
 
 class _Bar:

@@ -43,8 +43,10 @@ On a terminal, long commands show a live table (install devin-async[cli] for it:
 exit codes:
   0    success
   1    unexpected internal error; or the demo did not go as designed
-  2    usage: bad arguments, missing configuration, an invalid request
-  3    API or network error; create-many with any failed line; watch saw a session vanish
+  2    usage: bad arguments, missing configuration, an invalid request, create-many
+       with bad lines (nothing sent)
+  3    API or network error; create-many with any failed create; watch saw a session
+       vanish or not exist
   4    wait/watch: a session ended in error
   5    timeout (--timeout passed first)
   130  interrupted (Ctrl-C)
