@@ -10,7 +10,8 @@ import pytest
 
 from devin_async._cli import amain
 from devin_async._cli._common import cli_words
-from devin_async._cli._display import plural, session_dict
+from devin_async._cli._display import session_dict
+from devin_async._cli._text import plural
 from devin_async.testing import FakeDevinServer
 
 FAST = ["--poll-interval", "0.05"]

@@ -237,8 +237,8 @@ def test_ctrl_c_keeps_the_last_frame(capsys: pytest.CaptureFixture[str],
 
 
 async def test_a_tall_table_keeps_its_caption_while_live(server: FakeDevinServer) -> None:
-    from devin_async._cli._display import Column, TableData
     from devin_async._cli._live import to_renderable
+    from devin_async._cli._text import Column, TableData
 
     table = TableData(columns=(Column("ID"), Column("STATUS")),
                       rows=[(f"id-{i}", "ok") for i in range(20)], caption="20 ok")

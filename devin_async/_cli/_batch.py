@@ -21,7 +21,8 @@ import attrs
 from devin_async import CreateSessionRequest, Session
 
 from ._common import EXIT_API_ERROR, EXIT_OK, UsageError, closing, error_dict, make_client
-from ._display import Cell, Output, Text, plural, session_dict, status_cell
+from ._display import Output, session_dict, status_cell
+from ._text import Cell, Text, plural
 
 __all__ = ["allowed_keys", "cmd_create_many", "parse_line", "read_requests"]
 

@@ -30,7 +30,8 @@ from devin_async import (
 
 from ._common import EXIT_OK, EXIT_UNEXPECTED, closing
 from ._demo_view import DemoRow, render_table, staged_lines, summary_json, totals_lines
-from ._display import Output, View, plural, status_cell, truncate
+from ._display import Output, View, status_cell
+from ._text import plural, truncate
 
 __all__ = ["DemoPlan", "plan_demo", "run_demo"]
 

@@ -13,18 +13,8 @@ import attrs
 
 from devin_async import Session, SessionStatus
 
-from ._display import (
-    Cell,
-    Column,
-    Output,
-    TableData,
-    Text,
-    counts_text,
-    elapsed_text,
-    plural,
-    state_counts,
-    status_cell,
-)
+from ._display import Output, state_counts, status_cell
+from ._text import Cell, Column, TableData, Text, counts_text, elapsed_text, plural
 
 __all__ = ["DemoRow", "render_table", "staged_lines", "summary_json", "totals_lines"]
 

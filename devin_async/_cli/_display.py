@@ -8,9 +8,8 @@ modes, chosen once:
   unless NO_COLOR; the last frame stays on screen when the view ends, Ctrl-C included;
 - plain: anything else (a pipe, a file, TERM=dumb, no rich): appended lines, never ANSI, cut to
   the width only on a terminal or when COLUMNS is set (a pipe gets whole ids).
-Tables are data (`TableData`) until the last moment, so the plain and the rich renderers lay them
-out with the same column widths: only the columns marked `shrink` (ids, titles) are truncated to
-fit the width, never dropped.
+Tables are data (`_text.TableData`) until the last moment, so the plain and the rich renderers
+lay them out with the same column widths (ids cut to fit, never a column dropped).
 """
 
 from __future__ import annotations
@@ -22,29 +21,28 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import attrs
 
 from devin_async import Session, SessionStatus, StatusDetail
 
+from ._text import Cell, TableData, Text, cells, elapsed_text, plain, render_plain, truncate
+
 if TYPE_CHECKING:
     from rich.console import Console
 
 __all__ = [
-    "Cell",
-    "Column",
+    "Bar",
     "Output",
-    "TableData",
-    "fit_widths",
-    "plural",
-    "render_plain",
+    "View",
     "session_dict",
+    "session_line",
     "state_counts",
     "status_cell",
     "status_label",
-    "truncate",
+    "status_style",
 ]
 
 #: Session fields the SDK adds that the API does not send; `--json` puts them under this key.
@@ -52,32 +50,8 @@ SDK_KEY = "devin_async"
 _SDK_FIELDS = ("client_token",)
 DEFAULT_WIDTH = 80  # a terminal whose size cannot be read
 UNLIMITED = 1_000_000  # the width of a pipe or a file
-GAP = 2  # spaces between table columns
 
 _WAITING = {StatusDetail.WAITING_FOR_USER, StatusDetail.WAITING_FOR_APPROVAL}
-
-
-# -- words and numbers ---------------------------------------------------------------------
-
-
-def plural(n: int, one: str, many: str | None = None) -> str:
-    """Return `1 session` / `2 sessions` (`many` for irregular plurals: retry -> retries)."""
-    return f"{n} {one if n == 1 else (many or one + 's')}"
-
-
-def elapsed_text(seconds: float) -> str:
-    """Return `4.2s` or `3m05s`."""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s"
-
-
-def truncate(text: str, width: int) -> str:
-    """Cut `text` to `width` characters, the last one an ellipsis when cut."""
-    if len(text) <= width:
-        return text
-    return text[: max(width - 1, 0)] + "…" if width > 0 else ""
 
 
 # -- sessions as data ----------------------------------------------------------------------
@@ -120,93 +94,11 @@ def state_counts(sessions: Iterable[Session]) -> list[tuple[str, int]]:
     return Counter(status_label(s) for s in sessions).most_common()
 
 
-def counts_text(counts: Iterable[tuple[str, int]]) -> str:
-    """Return `3 running/working · 2 exit`."""
-    return " · ".join(f"{n} {label}" for label, n in counts)
-
-
-# -- tables as data ------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Cell:
-    """A piece of text with a style name (error, waiting, settled, active, dim, or none)."""
-
-    text: str
-    style: str = ""
-
-
 def status_cell(session: Session | None, missing: str = "…") -> Cell:
     """Return the status label as a styled cell (`missing`, dimmed, when there is no session)."""
     if session is None:
         return Cell(missing, "dim")
     return Cell(status_label(session), status_style(session))
-
-
-Text = str | Cell | Sequence[str | Cell]
-
-
-def cells(text: Text) -> list[Cell]:
-    """Return `text` as a list of cells."""
-    if isinstance(text, str):
-        return [Cell(text)]
-    if isinstance(text, Cell):
-        return [text]
-    return [Cell(t) if isinstance(t, str) else t for t in text]
-
-
-def plain(text: Text) -> str:
-    """Return the characters of `text`, without styles."""
-    return "".join(c.text for c in cells(text))
-
-
-@attrs.frozen
-class Column:
-    """A table column; `shrink` columns (ids, titles) are truncated to fit, down to `min_width`."""
-
-    header: str
-    shrink: bool = False
-    min_width: int = 8
-
-
-@attrs.frozen
-class TableData:
-    """Columns, rows of cells, and a caption (the summary line below the table)."""
-
-    columns: Sequence[Column]
-    rows: Sequence[Sequence[str | Cell]]
-    caption: Text = ""
-
-
-def fit_widths(table: TableData, width: int) -> list[int]:
-    """Return column widths that fit `width`, shrinking the widest `shrink` column first."""
-    widths = [len(c.header) for c in table.columns]
-    for row in table.rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(plain(cell)))
-    excess = sum(widths) + GAP * (len(widths) - 1) - width
-    while excess > 0:
-        candidates = [i for i, c in enumerate(table.columns)
-                      if c.shrink and widths[i] > c.min_width]
-        if not candidates:
-            break
-        widest = max(candidates, key=lambda i: widths[i])
-        widths[widest] -= 1
-        excess -= 1
-    return widths
-
-
-def render_plain(table: TableData, width: int) -> list[str]:
-    """Lay a table out as plain lines of at most `width` characters (where the columns allow)."""
-    widths = fit_widths(table, width)
-    lines = []
-    for row in [[c.header for c in table.columns], *table.rows]:
-        texts = [truncate(plain(cell), w).ljust(w) for cell, w in zip(row, widths, strict=True)]
-        lines.append((" " * GAP).join(texts).rstrip())
-    caption = plain(table.caption)
-    if caption:
-        lines.append(truncate(caption, width))
-    return lines
 
 
 # -- the output ----------------------------------------------------------------------------

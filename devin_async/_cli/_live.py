@@ -21,7 +21,7 @@ from rich.progress import Progress as RichProgress
 from rich.table import Table
 from rich.text import Text
 
-from ._display import GAP, Cell, TableData, cells, fit_widths
+from ._text import GAP, Cell, TableData, cells, fit_widths
 
 __all__ = ["live_view", "make_console", "print_table", "print_text", "progress_bar"]
 

@@ -15,7 +15,8 @@ import attrs
 from devin_async import CreateSessionRequest, Session
 
 from ._common import UsageError, make_client, stamp
-from ._display import Cell, Column, Output, TableData, plural, status_cell
+from ._display import Output, status_cell
+from ._text import Cell, Column, TableData, plural
 
 __all__ = ["cmd_create", "cmd_get", "cmd_list", "cmd_message", "cmd_terminate"]
 

@@ -19,19 +19,8 @@ from ._common import (
     make_client,
     poll_policy,
 )
-from ._display import (
-    Cell,
-    Column,
-    Output,
-    TableData,
-    Text,
-    counts_text,
-    elapsed_text,
-    plural,
-    session_dict,
-    state_counts,
-    status_cell,
-)
+from ._display import Output, session_dict, state_counts, status_cell
+from ._text import Cell, Column, TableData, Text, counts_text, elapsed_text, plural
 
 __all__ = ["cmd_wait", "cmd_watch", "ids_from_text"]
 
