@@ -20,7 +20,8 @@ import attrs
 
 from devin_async import CreateSessionRequest, Session
 
-from ._common import EXIT_API_ERROR, EXIT_OK, UsageError, closing, error_dict, make_client
+from . import _commands  # its make_client, looked up at call time
+from ._common import EXIT_API_ERROR, EXIT_OK, UsageError, closing, error_dict
 from ._display import Output, session_dict, status_cell
 from ._text import Cell, Text, plural
 
@@ -162,7 +163,7 @@ async def _send(args: argparse.Namespace, out: Output,
     for number, item in parsed:
         if isinstance(item, ValueError):
             report(number, None, item)
-    async with make_client(args) as client, out.progress(len(good), "creating") as bar:
+    async with _commands.make_client(args) as client, out.progress(len(good), "creating") as bar:
         results = client.sessions.create_many([r for _, r in good], concurrency=args.concurrency)
         async with closing(results):
             async for result in results:

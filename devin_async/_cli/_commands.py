@@ -3,6 +3,9 @@
 The commands live by job: `_oneshot` (create, get, list, message, terminate), `_watching` (wait,
 watch), `_batch` (create-many), `_demo`; `serve-fake` (`_serve`) blocks in its own event loop,
 so only `main()` runs it and it is not in this table.
+
+`make_client` here is the one place the commands get their client (they look it up on this
+module when they run), so a test or an embedding program can swap it in one spot.
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ import argparse
 from collections.abc import Awaitable, Callable
 
 from ._batch import cmd_create_many
+from ._common import make_client
 from ._display import Output
 from ._oneshot import cmd_create, cmd_get, cmd_list, cmd_message, cmd_terminate
 from ._watching import cmd_wait, cmd_watch
 
-__all__ = ["COMMANDS", "Command"]
+__all__ = ["COMMANDS", "Command", "make_client"]
 
 Command = Callable[[argparse.Namespace, Output], Awaitable[int]]
 

@@ -14,7 +14,8 @@ import attrs
 
 from devin_async import CreateSessionRequest, Session
 
-from ._common import UsageError, make_client, stamp
+from . import _commands  # its make_client, looked up at call time
+from ._common import UsageError, stamp
 from ._display import Output, status_cell
 from ._text import Cell, Column, TableData, plural
 
@@ -57,7 +58,7 @@ def _create_request(args: argparse.Namespace) -> CreateSessionRequest:
 async def cmd_create(args: argparse.Namespace, out: Output) -> int:
     """Create one session and print it."""
     request = _create_request(args)
-    async with make_client(args) as client:
+    async with _commands.make_client(args) as client:
         session = await client.sessions.create(request)
     out.session(session)
     return 0
@@ -65,7 +66,7 @@ async def cmd_create(args: argparse.Namespace, out: Output) -> int:
 
 async def cmd_get(args: argparse.Namespace, out: Output) -> int:
     """Print one session in full (rows without a value are left out)."""
-    async with make_client(args) as client:
+    async with _commands.make_client(args) as client:
         session = await client.sessions.get(args.id)
     if out.json_mode:
         out.session(session)
@@ -96,7 +97,7 @@ async def cmd_list(args: argparse.Namespace, out: Output) -> int:
     if limit < 0:
         raise UsageError("--limit must be >= 0 (0: no limit)")
     newest_first: bool = args.newest_first
-    async with make_client(args) as client:
+    async with _commands.make_client(args) as client:
         listing = client.sessions.list(
             tags=args.tag,
             session_ids=args.session_id,
@@ -139,7 +140,7 @@ async def cmd_list(args: argparse.Namespace, out: Output) -> int:
 
 async def cmd_message(args: argparse.Namespace, out: Output) -> int:
     """Send a message to a session and print the session."""
-    async with make_client(args) as client:
+    async with _commands.make_client(args) as client:
         session = await client.sessions.send_message(args.id, args.text)
     out.session(session)
     return 0
@@ -147,7 +148,7 @@ async def cmd_message(args: argparse.Namespace, out: Output) -> int:
 
 async def cmd_terminate(args: argparse.Namespace, out: Output) -> int:
     """Terminate a session (optionally archive it) and print it."""
-    async with make_client(args) as client:
+    async with _commands.make_client(args) as client:
         session = await client.sessions.terminate(args.id, archive=args.archive)
     out.session(session)
     return 0

@@ -10,13 +10,13 @@ from typing import Any
 
 from devin_async import Session, SessionEvent, SessionStatus, WaitTimeoutError
 
+from . import _commands  # its make_client, looked up at call time
 from ._common import (
     EXIT_API_ERROR,
     EXIT_OK,
     EXIT_SESSION_ERROR,
     UNTIL,
     UsageError,
-    make_client,
     poll_policy,
 )
 from ._display import Output, session_dict, state_counts, status_cell
@@ -34,7 +34,7 @@ async def cmd_wait(args: argparse.Namespace, out: Output) -> int:
         return [f"{args.id}  ", status_cell(last), f"  · {elapsed_text(out.elapsed())}"]
 
     timed_out: WaitTimeoutError | None = None
-    async with make_client(args) as client, out.view(render) as view:
+    async with _commands.make_client(args) as client, out.view(render) as view:
         try:
             async for session in client.sessions.poll(
                 args.id, until=until, policy=poll_policy(args), timeout=args.timeout
@@ -170,7 +170,7 @@ async def cmd_watch(args: argparse.Namespace, out: Output) -> int:
     state = _WatchState(ids, out)
     until = UNTIL[args.until]
     timed_out = False
-    async with make_client(args) as client:
+    async with _commands.make_client(args) as client:
         watcher = client.watch(ids, until=until, policy=poll_policy(args))
         async with watcher, out.view(state.table) as view:
             try:
