@@ -234,7 +234,7 @@ async def test_create_many_keep_going(server: FakeDevinServer,
         json.dumps({"prompt": "one", "title": "t1"}),
         "{not json",
         "",
-        json.dumps({"prompt": "two", "tags": ["x"], "extra_body": {"devin_mode": "fast"}}),
+        json.dumps({"prompt": "two", "tags": ["x"], "extra_body": {"future_field": "fast"}}),
         json.dumps({"prompt": "three", "max_acu_limit": 0}),
         json.dumps(["a list"]),
         json.dumps({"prompt": "four"}),
@@ -248,7 +248,7 @@ async def test_create_many_keep_going(server: FakeDevinServer,
     assert sorted(by_line) == [1, 2, 4, 5, 6, 7]
     assert [n for n, r in sorted(by_line.items()) if r["ok"]] == [1, 4, 7]
     assert by_line[1]["session"]["title"] == "t1"
-    assert server.create_request(by_line[4]["session"]["session_id"])["devin_mode"] == "fast"
+    assert server.create_request(by_line[4]["session"]["session_id"])["future_field"] == "fast"
     assert by_line[2]["error"] == {"error": "ValueError", "status": None,
                                    "detail": "not JSON: Expecting property name enclosed in "
                                              "double quotes at column 2"}

@@ -48,6 +48,8 @@ BAD_LINES: list[tuple[Any, str]] = [
     (["a list"], "expected a JSON object (a create body), got list"),
     ({"prompt": "x", "extra_body": [1]}, "extra_body must be a JSON object of body fields"),
     ({"prompt": "x", "max_acu_limit": 0}, "max_acu_limit must be a positive int, got 0"),
+    ({"prompt": "x", "title": "a", "extra_body": {"title": "b"}},
+     "title is given twice (and in extra_body)"),
     ({"prompt": "x", "advanced_mode": "analyze"},
      "session_links is required when advanced_mode is 'analyze'"),
 ]
@@ -63,7 +65,7 @@ async def test_every_bad_line_is_listed_and_nothing_is_sent(
     assert captured.out == ""
     expected = [f"devin-async: error: {path} line {n}: {reason}"
                 for n, (_, reason) in enumerate(BAD_LINES, start=2)]
-    expected.append("devin-async: error: 8 bad lines of 10; nothing was sent "
+    expected.append("devin-async: error: 9 bad lines of 11; nothing was sent "
                     "(--keep-going sends the good ones)")
     assert captured.err.splitlines() == expected
     assert server.stats.get("creates", 0) == 0
@@ -106,6 +108,15 @@ async def test_a_bom_and_extra_body_are_sent(
     body = server.create_request(record["session"]["session_id"])
     assert body["prompt"] == "a" and body["future_field"] == {"x": 1}
     assert "extra_body" not in body
+
+
+async def test_a_known_field_in_extra_body_is_sent_as_that_field(
+    server: FakeDevinServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write(tmp_path, [{"prompt": "a", "extra_body": {"title": "from extra_body"}}])
+    assert await amain(["create-many", path, "--json"]) == 0
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert record["session"]["title"] == "from extra_body"
 
 
 async def test_a_bom_on_stdin(server: FakeDevinServer, capsys: pytest.CaptureFixture[str],

@@ -67,6 +67,11 @@ def parse_line(line: str) -> CreateSessionRequest:
     extra = fields.pop(EXTRA_KEY, None) or {}
     if not isinstance(extra, dict):
         raise ValueError(f"{EXTRA_KEY} must be a JSON object of body fields")
+    # A field sent through extra_body before the SDK knew it stays valid once it does.
+    for key in [k for k in extra if k in allowed and k != EXTRA_KEY]:
+        if key in fields:
+            raise ValueError(f"{key} is given twice (and in {EXTRA_KEY})")
+        fields[key] = extra.pop(key)
     try:
         request = CreateSessionRequest(**fields, extra=extra)
     except TypeError as exc:
