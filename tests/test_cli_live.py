@@ -121,6 +121,20 @@ async def test_no_color_keeps_the_live_view_without_colours(
     assert [line.split()[1] for line in shot[1:3]] == ["running/waiting_for_user"] * 2
 
 
+async def test_a_console_that_is_not_a_terminal_gets_plain_lines(
+    server: FakeDevinServer,
+) -> None:
+    ids = server.add_sessions(2, status="running", status_detail="finished")
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=False, width=80)
+    assert await amain(["watch", *ids, *FAST], console=console) == 0
+    text = buffer.getvalue()
+    assert "\x1b" not in text
+    lines = text.splitlines()
+    assert re.match(rf"\[ *\d+\.\ds\] {ids[0]} running/finished", lines[0])
+    assert lines[-1] == "2 sessions: 2 running/finished"
+
+
 async def test_wait_status_line(server: FakeDevinServer) -> None:
     (sid,) = server.add_sessions(1)
     server.script(SETTLES, session_id=sid)

@@ -152,6 +152,8 @@ class Output:
             console = None
         elif console is None:
             console = _rich_console(self.stream)
+        elif not console.is_terminal or console.is_dumb_terminal:
+            self.stream, console = console.file, None  # not a terminal: plain lines to its file
         self.console = console
         self.live = console is not None
         self._clock = clock
