@@ -1,8 +1,9 @@
 """The command table: each command takes the parsed arguments and an Output, returns an exit code.
 
-The commands live by job: `_oneshot` (create, get, list, message, terminate), `_watching` (wait,
-watch), `_batch` (create-many), `_demo`; `serve-fake` (`_serve`) blocks in its own event loop,
-so only `main()` runs it and it is not in this table.
+The commands live by job: `_oneshot` (create, get, list, message, terminate, whoami),
+`_watching` (wait, watch), `_batch` (create-many), `_run` (run, ask), `_activity` (events,
+insights), `_attach` (upload, download), `_demo`; `serve-fake` (`_serve`) blocks in its own
+event loop, so only `main()` runs it and it is not in this table.
 
 `make_client` here is the one place the commands get their client (they look it up on this
 module when they run), so a test or an embedding program can swap it in one spot.
@@ -13,10 +14,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Awaitable, Callable
 
+from ._activity import cmd_events, cmd_insights
+from ._attach import cmd_download, cmd_upload
 from ._batch import cmd_create_many
 from ._common import make_client
 from ._display import Output
-from ._oneshot import cmd_create, cmd_get, cmd_list, cmd_message, cmd_terminate
+from ._oneshot import cmd_create, cmd_get, cmd_list, cmd_message, cmd_terminate, cmd_whoami
+from ._run import cmd_ask, cmd_run
 from ._watching import cmd_wait, cmd_watch
 
 __all__ = ["COMMANDS", "Command", "make_client"]
@@ -40,5 +44,12 @@ COMMANDS: dict[str, Command] = {
     "wait": cmd_wait,
     "watch": cmd_watch,
     "create-many": cmd_create_many,
+    "run": cmd_run,
+    "ask": cmd_ask,
+    "events": cmd_events,
+    "insights": cmd_insights,
+    "whoami": cmd_whoami,
+    "upload": cmd_upload,
+    "download": cmd_download,
     "demo": cmd_demo,
 }

@@ -17,6 +17,7 @@ from devin_async import (
     DevinError,
     PollPolicy,
     Session,
+    SessionFailedError,
     WaitTimeoutError,
 )
 
@@ -44,7 +45,7 @@ EXIT_OK = 0
 EXIT_UNEXPECTED = 1  # a bug, or the demo did not go as designed
 EXIT_USAGE = 2  # argparse, a ValueError, missing configuration
 EXIT_API_ERROR = 3  # a DevinError; create-many with a failed line; watch saw a session vanish
-EXIT_SESSION_ERROR = 4  # wait/watch: a session ended in error
+EXIT_SESSION_ERROR = 4  # wait/watch/run: a session ended in error
 EXIT_TIMEOUT = 5  # WaitTimeoutError
 EXIT_INTERRUPTED = 130  # Ctrl-C
 
@@ -96,7 +97,8 @@ def make_client(args: argparse.Namespace, **options: Any) -> DevinClient:
         raise UsageError("an API key is required: pass --api-key or set DEVIN_API_KEY")
     org = setting(args.org_id, "DEVIN_ORG_ID")
     if org is None:
-        raise UsageError("an organization id is required: pass --org-id or set DEVIN_ORG_ID")
+        raise UsageError("an organization id is required: pass --org-id or set DEVIN_ORG_ID "
+                         "(`devin-async whoami` shows the key's organization)")
     try:
         return DevinClient(api_key=key, org_id=org, base_url=setting(args.base_url,
                            "DEVIN_BASE_URL"), api_version=args.api_version, **options)
@@ -136,6 +138,8 @@ def exit_code_of(error: BaseException) -> int:
         return EXIT_USAGE
     if isinstance(error, WaitTimeoutError):
         return EXIT_TIMEOUT
+    if isinstance(error, SessionFailedError):
+        return EXIT_SESSION_ERROR
     if isinstance(error, DevinError):
         return EXIT_API_ERROR
     return EXIT_UNEXPECTED

@@ -37,6 +37,7 @@ __all__ = [
     "Bar",
     "Output",
     "View",
+    "model_dict",
     "session_dict",
     "session_line",
     "state_counts",
@@ -59,6 +60,12 @@ _WAITING = {StatusDetail.WAITING_FOR_USER, StatusDetail.WAITING_FOR_APPROVAL}
 
 def _serialize(_inst: object, _field: object, value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
+
+
+def model_dict(model: Any) -> dict[str, Any]:
+    """Return an SDK model (an attrs instance) as a JSON-ready dict with the API's field names."""
+    data: dict[str, Any] = attrs.asdict(model, value_serializer=_serialize)
+    return data
 
 
 def session_dict(session: Session) -> dict[str, Any]:

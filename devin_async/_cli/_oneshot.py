@@ -1,4 +1,4 @@
-"""The one-shot commands: create, get, list, message, terminate.
+"""The one-shot commands: create, get, list, message, terminate, whoami.
 
 Errors are not handled here: a ValueError, DevinError or WaitTimeoutError propagates to `run()` in
 `__init__`, which reports it (one line, or one JSON object, on stderr) with its exit code.
@@ -15,14 +15,26 @@ import attrs
 from devin_async import CreateSessionRequest, Session
 
 from . import _commands  # its make_client, looked up at call time
-from ._common import UsageError, stamp
-from ._display import Output, status_cell
+from ._attach import attach_files, check_files
+from ._common import UsageError, setting, stamp
+from ._display import Output, model_dict, status_cell
 from ._text import Cell, Column, TableData, plural
 
-__all__ = ["cmd_create", "cmd_get", "cmd_list", "cmd_message", "cmd_terminate"]
+__all__ = ["PLACEHOLDER_ORG", "cmd_create", "cmd_get", "cmd_list", "cmd_message",
+           "cmd_terminate", "cmd_whoami", "create_request"]
+
+#: The organization id whoami's client is built with when none is configured: `GET /v3/self`
+#: is not below an organization, so it never appears in a URL.
+PLACEHOLDER_ORG = "org-unknown"
 
 
-def _create_request(args: argparse.Namespace) -> CreateSessionRequest:
+def create_request(args: argparse.Namespace,
+                   schema: dict[str, Any] | None = None) -> CreateSessionRequest:
+    """Return the checked create request of the create flags (`schema`: run's --schema).
+
+    Raises:
+        UsageError: a --field repeats a flag; ValueError: a field the create refuses.
+    """
     prompt: str = args.prompt
     if prompt == "-":
         prompt = sys.stdin.read()
@@ -39,6 +51,7 @@ def _create_request(args: argparse.Namespace) -> CreateSessionRequest:
         "secret_ids": args.secret_id,
         "bypass_approval": True if args.bypass_approval else None,
         "create_as_user_id": args.create_as_user_id,
+        "structured_output_schema": schema,
     }
     given = {k: v for k, v in named.items() if v is not None}
     # A --field the SDK knows as a create field is passed as one (it is checked like one);
@@ -47,7 +60,8 @@ def _create_request(args: argparse.Namespace) -> CreateSessionRequest:
     extra: dict[str, Any] = {}
     for key, value in args.field or ():
         if key in given or key == "prompt":
-            flag = "the prompt" if key == "prompt" else f"--{key.replace('_', '-')}"
+            flag = {"prompt": "the prompt", "structured_output_schema": "--schema"}.get(
+                key, f"--{key.replace('_', '-')}")
             raise UsageError(f"--field {key}=... repeats {flag}")
         (given if key in known else extra)[key] = value
     request = CreateSessionRequest(prompt, **given, extra=extra)
@@ -56,9 +70,11 @@ def _create_request(args: argparse.Namespace) -> CreateSessionRequest:
 
 
 async def cmd_create(args: argparse.Namespace, out: Output) -> int:
-    """Create one session and print it."""
-    request = _create_request(args)
+    """Create one session (uploading each --attach file first) and print it."""
+    request = create_request(args)
+    files = check_files(args.attach)
     async with _commands.make_client(args) as client:
+        request = await attach_files(client, request, files)
         session = await client.sessions.create(request)
     out.session(session)
     return 0
@@ -151,4 +167,24 @@ async def cmd_terminate(args: argparse.Namespace, out: Output) -> int:
     async with _commands.make_client(args) as client:
         session = await client.sessions.terminate(args.id, archive=args.archive)
     out.session(session)
+    return 0
+
+
+async def cmd_whoami(args: argparse.Namespace, out: Output) -> int:
+    """Print who the key is; needs no organization id (`GET /v3/self` is not below one)."""
+    org = setting(args.org_id, "DEVIN_ORG_ID")
+    if org is None:
+        args = argparse.Namespace(**{**vars(args), "org_id": PLACEHOLDER_ORG})
+    async with _commands.make_client(args) as client:
+        principal = await client.whoami()
+    if out.json_mode:
+        out.json(model_dict(principal))
+    else:
+        rows = [(k, v) for k, v in model_dict(principal).items() if v not in (None, "")]
+        width = max(len(k) for k, _ in rows)
+        out.lines(f"{k.ljust(width)}  {v}" for k, v in rows)
+    if principal.org_id and org is None and not out.json_mode:
+        out.line(f"to use this organization: export DEVIN_ORG_ID={principal.org_id}")
+    elif principal.org_id and org is not None and org != principal.org_id:
+        out.warn(f"DEVIN_ORG_ID/--org-id is {org}, but this key belongs to {principal.org_id}")
     return 0

@@ -7,12 +7,11 @@ line and exit 2: the parser raises `UsageError` instead of printing usage and ex
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from devin_async import __version__
 
+from ._argtypes import field, positive, positive_int, timestamp
 from ._common import UsageError
 
 __all__ = ["build_parser"]
@@ -33,6 +32,11 @@ examples:
   devin-async list --tag ci --created-after 2025-01-01 --limit 20 --json
   devin-async create-many requests.jsonl --validate
   devin-async create-many requests.jsonl --json | devin-async watch -
+  devin-async run "Summarize README.md" --schema summary.schema.json --timeout 1800
+  devin-async ask devin-123 "Which tests did you run?"
+  devin-async events devin-123 --follow --category shell
+  devin-async create "Review this design" --attach design.pdf
+  devin-async whoami                            # the key's organization (for DEVIN_ORG_ID)
   devin-async serve-fake --port 8765 --log     # a local fake API for your own programs
 
 configuration: DEVIN_API_KEY, DEVIN_ORG_ID, DEVIN_BASE_URL (or --api-key, --org-id, --base-url).
@@ -46,60 +50,12 @@ exit codes:
   2    usage: bad arguments, missing configuration, an invalid request, create-many
        with bad lines (nothing sent)
   3    API or network error; create-many with any failed create; watch saw a session
-       vanish or not exist
-  4    wait/watch: a session ended in error
-  5    timeout (--timeout passed first)
+       vanish or not exist; run --schema: the session settled without a structured
+       output (or one that does not fit)
+  4    wait/watch/run: a session ended in error
+  5    timeout (--timeout passed first; the session keeps running)
   130  interrupted (Ctrl-C)
 """
-
-
-# -- argument types ------------------------------------------------------------------------
-
-
-def _timestamp(value: str) -> int:
-    """Parse Unix seconds or an ISO 8601 date/time (UTC when no offset is given)."""
-    if value.isdigit():
-        return int(value)
-    try:
-        when = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected Unix seconds or an ISO 8601 date/time, got {value!r}"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return int(when.timestamp())
-
-
-def _field(value: str) -> tuple[str, Any]:
-    """Parse `key=value`, the value as JSON when it is JSON, else as a string."""
-    key, sep, raw = value.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected key=value, got {value!r}")
-    try:
-        return key, json.loads(raw)
-    except json.JSONDecodeError:
-        return key, raw
-
-
-def _positive(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if not number > 0 or number == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
-    return number
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value!r}")
-    return number
 
 
 # -- the parser ----------------------------------------------------------------------------
@@ -145,11 +101,36 @@ def _wait_flags(parser: argparse.ArgumentParser) -> None:
         default="settled",
         help="settled: needs the user or done (default); terminal: exit or error",
     )
-    parser.add_argument("--timeout", type=_positive, help="give up after this many seconds")
+    parser.add_argument("--timeout", type=positive, help="give up after this many seconds")
     parser.add_argument(
         "--poll-interval",
-        type=_positive,
+        type=positive,
         help="seconds between polls after a change (default 1; backs off to 30)",
+    )
+
+
+def _create_flags(parser: argparse.ArgumentParser) -> None:
+    p = parser
+    p.add_argument("--title")
+    p.add_argument("--tag", action="append", help="a tag (repeatable)")
+    p.add_argument("--repo", action="append", help="a repository, owner/name (repeatable)")
+    p.add_argument("--playbook-id")
+    p.add_argument("--max-acu-limit", type=positive_int)
+    p.add_argument("--advanced-mode", choices=("analyze", "create", "improve", "batch", "manage"))
+    p.add_argument("--session-link", action="append", help="a session to analyze (repeatable)")
+    p.add_argument("--child-playbook-id")
+    p.add_argument("--knowledge-id", action="append", help="repeatable")
+    p.add_argument("--secret-id", action="append", help="repeatable")
+    p.add_argument("--bypass-approval", action="store_true")
+    p.add_argument("--create-as-user-id")
+    p.add_argument("--attach", action="append", metavar="FILE",
+                   help="upload FILE and attach it to the session (repeatable)")
+    p.add_argument(
+        "--field",
+        action="append",
+        type=field,
+        metavar="KEY=JSON",
+        help="another body field, sent as is (value parsed as JSON, else a string; repeatable)",
     )
 
 
@@ -173,25 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("create", "create a session")
     p.add_argument("prompt", help="the task for Devin ('-' reads it from stdin)")
-    p.add_argument("--title")
-    p.add_argument("--tag", action="append", help="a tag (repeatable)")
-    p.add_argument("--repo", action="append", help="a repository, owner/name (repeatable)")
-    p.add_argument("--playbook-id")
-    p.add_argument("--max-acu-limit", type=_positive_int)
-    p.add_argument("--advanced-mode", choices=("analyze", "create", "improve", "batch", "manage"))
-    p.add_argument("--session-link", action="append", help="a session to analyze (repeatable)")
-    p.add_argument("--child-playbook-id")
-    p.add_argument("--knowledge-id", action="append", help="repeatable")
-    p.add_argument("--secret-id", action="append", help="repeatable")
-    p.add_argument("--bypass-approval", action="store_true")
-    p.add_argument("--create-as-user-id")
-    p.add_argument(
-        "--field",
-        action="append",
-        type=_field,
-        metavar="KEY=JSON",
-        help="another body field, sent as is (value parsed as JSON, else a string; repeatable)",
-    )
+    _create_flags(p)
 
     p = command("get", "print one session")
     p.add_argument("id", help="the session id")
@@ -202,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", action="append", help="only sessions with this tag (repeatable)")
     p.add_argument("--session-id", action="append", help="only these sessions (repeatable)")
     for name in ("created-after", "created-before", "updated-after", "updated-before"):
-        p.add_argument(f"--{name}", type=_timestamp, metavar="WHEN",
+        p.add_argument(f"--{name}", type=timestamp, metavar="WHEN",
                        help="Unix seconds or ISO 8601 (UTC if no offset)")
     p.add_argument("--playbook-id")
     p.add_argument("--archived", action=argparse.BooleanOptionalAction, default=None,
@@ -243,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "order (--ordered: input order), one per line; with --json each is {line, ok, "
                 "session | error}. Exit 3 if any create failed.")
     p.add_argument("file", help="JSON lines, one create body per line ('-' for stdin)")
-    p.add_argument("--concurrency", type=_positive_int, default=8,
+    p.add_argument("--concurrency", type=positive_int, default=8,
                    help="creates in flight at once (default 8)")
     p.add_argument("--validate", action="store_true",
                    help="check every line, list the bad ones, send nothing")
@@ -253,6 +216,63 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print results in input order once all are done "
                         "(default: as each completes; each result names its line)")
 
+    p = command("run", "create a session, wait for it, print its result",
+                "With --schema, Devin is asked for a structured output that fits the JSON "
+                "Schema, and the output is printed (as JSON); without, the final session. "
+                "Exit 4 if the session ended in error, 3 if it settled without a structured "
+                "output, 5 on a timeout (the session keeps running).")
+    p.add_argument("prompt", help="the task for Devin ('-' reads it from stdin)")
+    p.add_argument("--schema", metavar="FILE",
+                   help="a JSON Schema (draft 7) file for the structured output ('{...}': inline)")
+    _wait_flags(p)
+    _create_flags(p)
+
+    p = command("ask", "send a message and print Devin's reply",
+                "Waits for the first message from Devin after yours (exit 5 on a timeout).")
+    p.add_argument("id", help="the session id")
+    p.add_argument("text", help="the message ('-' reads it from stdin)")
+    p.add_argument("--timeout", type=positive, help="give up after this many seconds")
+    p.add_argument("--poll-interval", type=positive, help="seconds between reads (default 1)")
+
+    p = command("events", "print a session's events, one line each",
+                "Each line: time (UTC), category, type, summary. --follow prints new events "
+                "as they come until the session ends (Ctrl-C stops it). With --json: one "
+                "event object per line.")
+    p.add_argument("id", help="the session id")
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="keep printing new events until the session is terminal")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("--category", action="append", metavar="C",
+                      help="only this category: shell, file, git, message, status, ... "
+                           "(repeatable)")
+    only.add_argument("--type", action="append", metavar="T", dest="event_type",
+                      help="only this event type, e.g. file_edited (repeatable)")
+    p.add_argument("--direction", choices=("incoming", "outgoing"))
+    p.add_argument("--limit", type=positive_int, help="at most N events")
+    p.add_argument("--poll-interval", type=positive,
+                   help="--follow: seconds between reads (default 1; backs off to 30)")
+
+    p = command("insights", "print a session's insights (--generate: ask for them first)")
+    p.add_argument("id", help="the session id")
+    p.add_argument("--generate", action="store_true",
+                   help="generate the analysis and wait until it is ready")
+    p.add_argument("--timeout", type=positive, help="--generate: give up after this many seconds")
+    p.add_argument("--poll-interval", type=positive,
+                   help="--generate: seconds between reads (default 1)")
+
+    command("whoami", "print who the API key is (type, organization, user)",
+            "Needs no organization id: use it to find the one to set in DEVIN_ORG_ID.")
+
+    p = command("upload", "upload a file; print its attachment id and URL",
+                "Pass the URL to create/message (or use create --attach FILE).")
+    p.add_argument("file", help="the file ('-' reads stdin; then --name is required)")
+    p.add_argument("--name", help="the attachment's file name (default: the file's)")
+
+    p = command("download", "download an attachment to a file")
+    p.add_argument("url", help="the attachment URL (from upload or a session's attachments)")
+    p.add_argument("dest", help="a file, a directory (the URL's file name in it), or '-' "
+                                "for stdout")
+
     p = command("serve-fake", "serve a fake Devin API on this machine (Ctrl-C stops it)",
                 "Prints the export line to copy into another shell. --api-key/DEVIN_API_KEY and "
                 "--org-id/DEVIN_ORG_ID set the credentials it accepts (default: fixed by "
@@ -260,18 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
                 "{method, path, status} object per request.")
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="default 8765; 0 picks a free port")
-    p.add_argument("--time-scale", type=_positive, default=1.0,
+    p.add_argument("--time-scale", type=positive, default=1.0,
                    help="server seconds per real second (default 1)")
-    p.add_argument("--rate-limit", type=_positive, help="requests per second per key")
+    p.add_argument("--rate-limit", type=positive, help="requests per second per key")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of ids, lifecycle timings and default credentials (default 0)")
     p.add_argument("--log", action="store_true", help="print each request as it is served")
 
     p = command("demo", "create and watch sessions on an in-process fake server")
-    p.add_argument("--sessions", type=_positive_int, default=20, help="how many (default 20)")
-    p.add_argument("--time-scale", type=_positive, default=10.0,
+    p.add_argument("--sessions", type=positive_int, default=20, help="how many (default 20)")
+    p.add_argument("--time-scale", type=positive, default=10.0,
                    help="how much faster than real Devin sessions move (default 10)")
-    p.add_argument("--concurrency", type=_positive_int, default=8, help="default 8")
+    p.add_argument("--concurrency", type=positive_int, default=8, help="default 8")
     p.add_argument("--seed", type=int, default=0, help="seed of the fake server (default 0)")
     return parser
 
