@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from rich.console import Console
 
 from devin_async._cli import amain
 from devin_async.testing import FakeDevinServer
+
+from .test_cli_live import screen
 
 FAST = ["--poll-interval", "0.05"]
 SETTLES = [("claimed", None, 0.0), ("running", "working", 2.0), ("running", "finished", 8.0)]
@@ -448,3 +451,51 @@ async def test_help_lists_the_new_commands(capsys: pytest.CaptureFixture[str]) -
     for command in ("run", "ask", "events", "insights", "whoami", "upload", "download"):
         assert f"    {command}" in out
     assert "4    wait/watch/run: a session ended in error" in out
+
+
+# -- on a terminal ----------------------------------------------------------------------------
+
+
+async def test_run_on_a_terminal_keeps_the_status_line(server: FakeDevinServer) -> None:
+    server.script(SETTLES)
+    server.output_generator = lambda schema: OUTPUT
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=80, color_system="standard")
+    assert await amain(["run", "x", "--schema", json.dumps(SCHEMA), *FAST],
+                       console=console) == 0
+    shot = screen(buffer.getvalue())
+    (sid,) = created_ids(server)
+    assert re.fullmatch(rf"{sid}  running/finished  · \d+\.\ds", shot[0])
+    assert json.loads("\n".join(shot[1:])) == OUTPUT
+    assert "\x1b[32m" in buffer.getvalue()  # settled: green
+
+
+@pytest.mark.parametrize(("argv", "frame"), [
+    (["insights", "{sid}", "--generate"], "insights ready"),
+    (["ask", "{sid}", "hi"], "waiting for Devin's reply"),
+])
+async def test_waiting_commands_show_a_status_line(server: FakeDevinServer, argv: list[str],
+                                                   frame: str) -> None:
+    (sid,) = server.add_sessions(1, status="running", status_detail="waiting_for_user")
+    server.script_reply(sid, "hello back")
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=80)
+    assert await amain([a.format(sid=sid) for a in argv] + FAST, console=console) == 0
+    shot = screen(buffer.getvalue())
+    assert re.fullmatch(rf"{sid}  {frame}  · \d+\.\ds", shot[0])
+    assert max(len(line) for line in shot) <= 80
+    if argv[0] == "ask":
+        assert shot[1:] == ["hello back"]
+
+
+async def test_a_console_that_is_not_a_terminal_gets_plain_lines(
+    server: FakeDevinServer
+) -> None:
+    server.script(SETTLES)
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=False, width=80)
+    assert await amain(["run", "x", *FAST], console=console) == 0
+    text = buffer.getvalue()
+    assert "\x1b" not in text
+    (sid,) = created_ids(server)
+    assert text.splitlines()[-1].startswith(f"{sid}  running/finished")

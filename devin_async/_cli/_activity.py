@@ -119,8 +119,8 @@ def _insight_rows(insights: SessionInsights) -> list[tuple[str, Text]]:
          else f"{insights.status.value}/{insights.status_detail.value}"),
         ("title", insights.title or ""),
         ("size", insights.session_size),
-        ("messages", f"{insights.num_devin_messages} from Devin, "
-                     f"{insights.num_user_messages} from users"),
+        ("messages", f"{plural(insights.num_devin_messages, 'from Devin', 'from Devin')}, "
+                     f"{plural(insights.num_user_messages, 'from the user', 'from users')}"),
         ("acus", f"{insights.acus_consumed:g}"),
     ]
     analysis: dict[str, Any] | None = insights.analysis
@@ -147,15 +147,19 @@ def _insight_rows(insights: SessionInsights) -> list[tuple[str, Text]]:
 async def cmd_insights(args: argparse.Namespace, out: Output) -> int:
     """Print a session's insights; with --generate, generate the analysis and wait for it."""
     generate: bool = args.generate
+    ready = False
 
     def render() -> Text:
-        return [f"{args.id}  ", Cell("generating insights", "active"),
-                f"  · {elapsed_text(out.elapsed())}"]
+        state = Cell("insights ready", "settled") if ready else Cell("generating insights",
+                                                                     "active")
+        return [f"{args.id}  ", state, f"  · {elapsed_text(out.elapsed())}"]
 
     async with _commands.make_client(args, poll=poll_policy(args)) as client:
         if generate:
-            async with out.view(render):
+            async with out.view(render) as view:
                 insights = await client.sessions.generate_insights(args.id, timeout=args.timeout)
+                ready = True
+                view.update()
         else:
             insights = await client.sessions.insights(args.id)
     if out.json_mode:
