@@ -119,8 +119,44 @@ def _list_bad(out: Output, source: str, bad: list[tuple[int, ValueError]]) -> No
             print(f"devin-async: error: {name} line {number}: {error}", file=sys.stderr)
 
 
+def batch_key_of(args: argparse.Namespace) -> str | None:
+    """Return the key of `--batch-key KEY` or `--resume KEY` (the same thing, said twice).
+
+    Raises:
+        UsageError: both are given, with different keys.
+    """
+    key: str | None = args.batch_key
+    resume: str | None = args.resume
+    if key is not None and resume is not None and key != resume:
+        raise UsageError(f"--batch-key {key} and --resume {resume} name different batches: "
+                         "give one")
+    key = key if key is not None else resume
+    if key is not None and not key.strip():
+        raise UsageError("--batch-key must not be empty")
+    return key
+
+
+def keyed(requests: list[tuple[int, CreateSessionRequest]],
+          batch_key: str | None) -> list[tuple[int, CreateSessionRequest]]:
+    """Give each request without its own idempotency key the key `batch_key/line`.
+
+    The line number, not the position among the good lines: fixing a bad line between two
+    runs must not shift the keys of the others.
+    """
+    if batch_key is None:
+        return requests
+    out = []
+    for n, request in requests:
+        if request.idempotency_key is None:
+            request = attrs.evolve(request, idempotency_key=f"{batch_key}/{n}")
+            request.validate()
+        out.append((n, request))
+    return out
+
+
 async def cmd_create_many(args: argparse.Namespace, out: Output) -> int:
     """Create a session per JSON line; print one result per line; exit 3 if any failed."""
+    batch_key = batch_key_of(args)
     parsed = await asyncio.to_thread(read_requests, args.file)
     good = [(n, r) for n, r in parsed if isinstance(r, CreateSessionRequest)]
     bad = [(n, r) for n, r in parsed if isinstance(r, ValueError)]
@@ -135,24 +171,33 @@ async def cmd_create_many(args: argparse.Namespace, out: Output) -> int:
         else:
             out.line(f"{plural(len(good), 'request')} OK; nothing was sent (--validate)")
         return EXIT_OK
-    return await _send(args, out, parsed, good)
+    try:
+        good = keyed(good, batch_key)
+    except ValueError as exc:
+        raise UsageError(f"--batch-key: {exc}") from None
+    return await _send(args, out, parsed, good, batch_key)
 
 
 async def _send(args: argparse.Namespace, out: Output,
                 parsed: list[tuple[int, CreateSessionRequest | ValueError]],
-                good: list[tuple[int, CreateSessionRequest]]) -> int:
-    done = failed = 0
+                good: list[tuple[int, CreateSessionRequest]], batch_key: str | None) -> int:
+    done = failed = existed = 0
     held: list[tuple[int, dict[str, Any], Text]] = []
 
-    def report(line: int, session: Session | None, error: BaseException | None) -> None:
-        nonlocal done, failed
+    def report(line: int, session: Session | None, error: BaseException | None,
+               existing: bool = False) -> None:
+        nonlocal done, failed, existed
         done += 1
         record: dict[str, Any] = {"line": line, "ok": error is None}
         text: Text
         if session is not None:
+            existed += existing
             record["session"] = session_dict(session)
+            if batch_key is not None:
+                record["existing"] = existing
             title = f"  {session.title}" if session.title else ""
-            text = [f"line {line}: {session.session_id}  ", status_cell(session), title]
+            note = Cell("  (already existed)", "dim") if existing else ""
+            text = [f"line {line}: {session.session_id}  ", status_cell(session), title, note]
         else:
             failed += 1
             assert error is not None
@@ -169,10 +214,11 @@ async def _send(args: argparse.Namespace, out: Output,
         if isinstance(item, ValueError):
             report(number, None, item)
     async with _commands.make_client(args) as client, out.progress(len(good), "creating") as bar:
-        results = client.sessions.create_many([r for _, r in good], concurrency=args.concurrency)
+        results = client.sessions.create_many([r for _, r in good], concurrency=args.concurrency,
+                                              batch_key=batch_key)
         async with closing(results):
             async for result in results:
-                report(good[result.index][0], result.session, result.error)
+                report(good[result.index][0], result.session, result.error, result.existing)
                 bar.advance(failed=result.error is not None)
     for _, record, text in sorted(held, key=operator.itemgetter(0)):
         if out.json_mode:
@@ -180,6 +226,8 @@ async def _send(args: argparse.Namespace, out: Output,
         else:
             out.line(text)
     if not out.json_mode:
-        out.line(f"{done - failed} created, {failed} failed in {out.elapsed():.1f}s")
+        resumed = f"{existed} already existed, " if batch_key is not None else ""
+        out.line(f"{resumed}{done - failed - existed} created, {failed} failed in "
+                 f"{out.elapsed():.1f}s")
     return EXIT_API_ERROR if failed else EXIT_OK
 

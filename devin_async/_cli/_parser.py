@@ -204,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "fine. Every line is checked first: if any is bad, all bad lines are listed "
                 "and nothing is sent (exit 2) unless --keep-going. Results come in completion "
                 "order (--ordered: input order), one per line; with --json each is {line, ok, "
-                "session | error}. Exit 3 if any create failed.")
+                "session | error} (and existing: true for a session an earlier run of the "
+                "same --batch-key created). Exit 3 if any create failed.")
     p.add_argument("file", help="JSON lines, one create body per line ('-' for stdin)")
     p.add_argument("--concurrency", type=positive_int, default=8,
                    help="creates in flight at once (default 8)")
@@ -215,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ordered", action="store_true",
                    help="print results in input order once all are done "
                         "(default: as each completes; each result names its line)")
+    p.add_argument("--batch-key", metavar="KEY",
+                   help="make the batch resumable: line N gets the idempotency key KEY/N, so "
+                        "a rerun after a crash creates only the missing sessions (the others "
+                        "are reported as existing)")
+    p.add_argument("--resume", metavar="KEY",
+                   help="rerun a batch started with --batch-key KEY (the same as --batch-key)")
 
     p = command("run", "create a session, wait for it, print its result",
                 "With --schema, Devin is asked for a structured output that fits the JSON "
