@@ -87,6 +87,9 @@ async def test_events_lines(server: FakeDevinServer, capsys: pytest.CaptureFixtu
 @pytest.mark.parametrize(("argv", "check"), [
     (["--category", "shell"], lambda e: e["category"] == "shell"),
     (["--category", "shell", "--category", "file"], lambda e: e["category"] in ("shell", "file")),
+    (["--category", "shell,file"], lambda e: e["category"] in ("shell", "file")),
+    (["--type", "file_edited, status_changed"],
+     lambda e: e["event_type"] in ("file_edited", "status_changed")),
     (["--type", "status_changed"], lambda e: e["event_type"] == "status_changed"),
     (["--direction", "incoming"], lambda e: e["direction"] == "incoming"),
 ])
@@ -116,7 +119,8 @@ async def test_no_events(server: FakeDevinServer, capsys: pytest.CaptureFixture[
 @pytest.mark.parametrize(("argv", "code", "error", "message"), [
     (["--category", "shell", "--type", "file_edited"], 2, "UsageError",
      "argument --type: not allowed with argument --category"),
-    (["--category", "shell,file"], 2, "ValueError", "without commas"),
+    (["--category", "shell,"], 2, "UsageError", "--category: an empty name in 'shell,'"),
+    (["--type", ""], 2, "UsageError", "--type: an empty name in ''"),
     (["--limit", "0"], 2, "UsageError", "expected an integer >= 1"),
     (["--direction", "sideways"], 2, "UsageError", "invalid choice"),
 ])
@@ -157,6 +161,15 @@ async def test_follow_ends_when_the_session_is_terminal(
     assert events[-1]["summary"] == "Status: exit"
     assert any(e["summary"] == "Edited later.py" for e in events)
     assert server.session(sid)["status"] == "exit"
+
+
+async def test_follow_of_an_ended_session_prints_all_and_ends(
+    server: FakeDevinServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sid = finished_session(server)
+    async with asyncio.timeout(10):
+        assert await amain(["events", sid, "--follow", "--json", *FAST]) == 0
+    assert json_lines(capsys.readouterr().out) == server.events(sid)
 
 
 async def test_follow_plain_lines_end_with_a_summary(server: FakeDevinServer,

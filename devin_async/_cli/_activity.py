@@ -16,7 +16,7 @@ from typing import Any
 from devin_async import ActivityEvent, Follower, Session, SessionInsights
 
 from . import _commands  # its make_client, looked up at call time
-from ._common import poll_policy
+from ._common import UsageError, poll_policy
 from ._display import Output, model_dict, status_cell
 from ._text import Cell, Text, elapsed_text, plural, truncate
 
@@ -75,6 +75,16 @@ async def _limited(events: AsyncIterable[ActivityEvent],
             return
 
 
+def _names(flag: str, values: list[str] | None) -> list[str] | None:
+    """Return the values of a repeatable flag, `a,b` split in two (an empty name is an error)."""
+    if values is None:
+        return None
+    names = [name.strip() for value in values for name in value.split(",")]
+    if not all(names):
+        raise UsageError(f"{flag}: an empty name in {','.join(values)!r}")
+    return names
+
+
 async def cmd_events(args: argparse.Namespace, out: Output) -> int:
     """Print a session's events; with --follow, new ones too, until the session is terminal."""
     limit: int | None = args.limit
@@ -88,7 +98,8 @@ async def cmd_events(args: argparse.Namespace, out: Output) -> int:
 
     async with _commands.make_client(args, poll=poll_policy(args)) as client:
         events = client.sessions.events(
-            args.id, categories=args.category, event_types=args.event_type,
+            args.id, categories=_names("--category", args.category),
+            event_types=_names("--type", args.event_type),
             direction=args.direction, page_size=min(limit or 100, 100), follow=args.follow)
         if not args.follow:
             async for event in _limited(events, limit):

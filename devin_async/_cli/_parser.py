@@ -251,9 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     only = p.add_mutually_exclusive_group()
     only.add_argument("--category", action="append", metavar="C",
                       help="only this category: shell, file, git, message, status, ... "
-                           "(repeatable)")
+                           "(repeatable, or a,b)")
     only.add_argument("--type", action="append", metavar="T", dest="event_type",
-                      help="only this event type, e.g. file_edited (repeatable)")
+                      help="only this event type, e.g. file_edited (repeatable, or a,b)")
     p.add_argument("--direction", choices=("incoming", "outgoing"))
     p.add_argument("--limit", type=positive_int, help="at most N events")
     p.add_argument("--poll-interval", type=positive,
