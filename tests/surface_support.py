@@ -143,6 +143,13 @@ class Router:
         self.routes: list[tuple[str, re.Pattern[str], Route]] = []
         self.limit = limit
         self.count = 0
+        self._waiters: list[tuple[int, asyncio.Event]] = []
+
+    def after(self, count: int) -> asyncio.Event:
+        """Return an event set once `count` requests have come in."""
+        event = asyncio.Event()
+        self._waiters.append((count, event))
+        return event
 
     def add(self, method: str, pattern: str, fn: Route) -> Router:
         self.routes.append((method, re.compile(pattern), fn))
@@ -151,6 +158,9 @@ class Router:
     def __call__(self, request: HTTPRequest) -> HTTPResponse:
         self.count += 1
         assert self.count <= self.limit, "the client sent more requests than the test allows"
+        for count, event in self._waiters:
+            if self.count >= count:
+                event.set()
         path = path_of(request)
         for method, pattern, fn in self.routes:
             match = pattern.fullmatch(path)

@@ -59,7 +59,7 @@ def events_router(items: list[dict[str, Any]] | None = None) -> Router:
 
 
 # --- filters -------------------------------------------------------------------------------------
-WHEN = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.timezone.utc)
+WHEN = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize(("filters", "expected"), [
@@ -390,8 +390,7 @@ async def test_cancelling_a_follow_leaves_nothing_running() -> None:
 
     async with client:
         task = asyncio.create_task(consume())
-        while len(transport.requests) < 6:
-            await asyncio.sleep(0)
+        await transport.handler.after(6).wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -483,13 +482,13 @@ async def test_fake_server_follow_in_process_sees_every_event_once() -> None:
 
 
 async def test_fake_server_events_over_a_loopback_socket() -> None:
-    async with FakeDevinServer(seed=2) as server:
-        async with DevinClient(api_key=server.api_key, org_id=server.org_id,
-                               base_url=server.url, tracing=False) as client:
-            sid = (await client.sessions.create("Count the tests")).session_id
-            server.add_event(sid, event_type="command", category="shell", summary="ls tests")
-            got = [e async for e in client.sessions.events(sid, page_size=1)]
-            details = await client.sessions.event_details(sid, [e.event_id for e in got])
+    server = FakeDevinServer(seed=2)
+    async with server, DevinClient(api_key=server.api_key, org_id=server.org_id,
+                                   base_url=server.url, tracing=False) as client:
+        sid = (await client.sessions.create("Count the tests")).session_id
+        server.add_event(sid, event_type="command", category="shell", summary="ls tests")
+        got = [e async for e in client.sessions.events(sid, page_size=1)]
+        details = await client.sessions.event_details(sid, [e.event_id for e in got])
     assert "ls tests" in [e.summary for e in got]
     assert [d.event_id for d in details] == [e.event_id for e in got]
     events_reads = [r for r in server.requests if r.endpoint == "events"]

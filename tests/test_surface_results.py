@@ -75,7 +75,7 @@ def done(output: Any = OUTPUT, status: str = "exit", detail: str | None = None,
     return session_json(SID, status, detail, structured_output=output)
 
 
-# --- result ----------------------------------------------------------------------------------------
+# --- result --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("output_type", VERDICTS)
 async def test_result_structures_the_output(output_type: type[Any]) -> None:
     clock = FakeClock()
@@ -252,8 +252,7 @@ async def test_cancelling_run_mid_wait_leaves_nothing_running() -> None:
     client, transport = make_client(run_router([session_json()]), clock)
     async with client:
         task = asyncio.create_task(client.sessions.run("p", output_type=AttrsVerdict))
-        while len(transport.requests) < 5:
-            await asyncio.sleep(0)
+        await transport.handler.after(5).wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
