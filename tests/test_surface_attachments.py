@@ -425,3 +425,19 @@ async def test_fake_server_upload_in_process() -> None:
                            transport=server.transport(), tracing=False) as client:
         up = await client.attachments.upload(b"streamed in process", name="s.txt")
     assert server.file(up.attachment_id) == b"streamed in process"
+
+
+@pytest.mark.parametrize("kind", ["missing-directory", "a-directory", "text-file-object"])
+async def test_download_bad_destination_raises_before_any_request(kind: str,
+                                                                  tmp_path: pathlib.Path,
+                                                                  ) -> None:
+    dest: Any = {"missing-directory": tmp_path / "nope" / "f.txt", "a-directory": tmp_path,
+                 "text-file-object": io.StringIO()}[kind]
+    clock = FakeClock()
+    client, transport = make_client(redirects([BUCKET]), clock)
+    async with client:
+        with pytest.raises(ValueError, match="dest"):
+            await client.attachments.download(FILE_URL, dest)
+    assert transport.requests == [] and clock.sleeps == []
+    assert leftovers(tmp_path) == []
+    assert not any(p.name.endswith(".part") for p in tmp_path.parent.iterdir())
