@@ -20,6 +20,7 @@ from devin_async import (
     HTTPResponse,
     MalformedResponseError,
     RetryPolicy,
+    SessionSecret,
     UnprocessableEntityError,
 )
 from devin_async._protocol import decode_error
@@ -300,3 +301,32 @@ def test_redactor_masks_an_escaped_fragment(spelling: str) -> None:
     # A cut-off echo that is also escaped: a plain-text body or a header quoting the start of
     # an escaped Authorization line. MIN_FRAGMENT characters of the key must not survive.
     assert not leaks(Redactor(KEY).text(f"upstream said: {spelling}"))
+
+
+# --- session secrets -----------------------------------------------------------------------------
+SECRET_VALUE = "s3cr3t-value-Qm8Z"
+
+
+@pytest.mark.parametrize("where", ["input", "msg", "both"])
+async def test_a_session_secret_echoed_by_the_server_does_not_leak(
+        where: str, caplog: pytest.LogCaptureFixture) -> None:
+    # FastAPI's 422 echoes the offending `input`; some validators put the value in `msg`.
+    def handler(request: HTTPRequest) -> HTTPResponse:
+        sent = json.loads(request.body)["session_secrets"][0]
+        item = {"loc": ["body", "session_secrets", 0], "type": "value_error",
+                "msg": f"invalid value {sent['value']}" if where != "input" else "invalid",
+                "input": sent if where != "msg" else None}
+        return HTTPResponse(422, {"content-type": "application/json"},
+                            json.dumps({"detail": [item]}).encode())
+
+    hooks = Recorder()
+    client, _ = make_client(handler, FakeClock(), on_response=hooks, on_retry=hooks)
+    with caplog.at_level(logging.DEBUG, logger="devin_async"):
+        async with client:
+            with pytest.raises(UnprocessableEntityError) as info:
+                await client.sessions.create("p", session_secrets=[SessionSecret("K",
+                                                                                 SECRET_VALUE)])
+    error = info.value
+    for text in (str(error), repr(error), error.detail, repr(error.body), repr(error.errors),
+                 caplog.text, *(repr(e) for e in hooks.events)):
+        assert SECRET_VALUE not in text, text

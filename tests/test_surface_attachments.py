@@ -441,3 +441,19 @@ async def test_download_bad_destination_raises_before_any_request(kind: str,
     assert transport.requests == [] and clock.sleeps == []
     assert leftovers(tmp_path) == []
     assert not any(p.name.endswith(".part") for p in tmp_path.parent.iterdir())
+
+
+@pytest.mark.parametrize("mode", ["redirect", "direct"])
+async def test_fake_server_size_cap_over_a_socket(mode: Any, tmp_path: pathlib.Path) -> None:
+    data = os.urandom(300_000)
+    async with FakeDevinServer(seed=4, download_mode=mode) as server, DevinClient(
+            api_key=server.api_key, org_id=server.org_id, base_url=server.url,
+            tracing=False) as client:
+        up = await client.attachments.upload(data, name="big.bin")
+        with pytest.raises(MalformedResponseError):
+            await client.attachments.download(up, tmp_path / "big.bin", max_bytes=100_000)
+        buffer = io.BytesIO()
+        assert await client.attachments.download(up, buffer, max_bytes=len(data)) == len(data)
+    assert leftovers(tmp_path) == []
+    assert buffer.getvalue() == data
+    assert server.bucket_saw_authorization is False

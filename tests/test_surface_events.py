@@ -325,9 +325,11 @@ async def test_follow_honours_a_2xx_retry_after_capped(caplog: pytest.LogCapture
     assert sum("max_retry_after" in r.getMessage() for r in caplog.records) == 1
 
 
-@pytest.mark.parametrize(("status", "raised"), [(503, False), (429, False), (400, True),
-                                                (404, True)])
-async def test_follow_rides_out_transient_failures_only(status: int, raised: bool) -> None:
+@pytest.mark.parametrize(("status", "hint", "raised"), [
+    (503, None, False), (429, None, False), (429, "900", False), (503, "3600", False),
+    (400, None, True), (404, None, True)])
+async def test_follow_rides_out_transient_failures_only(status: int, hint: str | None,
+                                                        raised: bool) -> None:
     clock = FakeClock()
     timeline = Timeline(clock, [(0, event_json(0)), (5, event_json(1))], end=8)
     calls = {"n": 0}
@@ -335,7 +337,7 @@ async def test_follow_rides_out_transient_failures_only(status: int, raised: boo
     def flaky(request: HTTPRequest, match: re.Match[str]) -> Any:
         calls["n"] += 1
         if calls["n"] == 2:
-            return reply(status, {"detail": "not now"})
+            return reply(status, {"detail": "not now"}, {"Retry-After": hint} if hint else {})
         return timeline.list_page(request, match)
 
     router = Router().add("GET", rf"/sessions/({SID})/events", flaky)
@@ -353,6 +355,7 @@ async def test_follow_rides_out_transient_failures_only(status: int, raised: boo
         else:
             got = [e.event_id async for e in client.sessions.events(SID, follow=True)]
             assert got == ["ev-0000", "ev-0001"]
+            assert max(clock.sleeps) <= client.retry.max_retry_after  # a long hint is capped
 
 
 async def test_breaking_out_of_follow_leaves_nothing_running() -> None:
@@ -493,3 +496,18 @@ async def test_fake_server_events_over_a_loopback_socket() -> None:
     assert [d.event_id for d in details] == [e.event_id for e in got]
     events_reads = [r for r in server.requests if r.endpoint == "events"]
     assert len(events_reads) >= len(got) > 1  # one event per page
+
+
+async def test_follow_keeps_the_filters_on_every_read() -> None:
+    clock = FakeClock()
+    timeline = Timeline(clock, [(0, event_json(0)), (3, event_json(1))], end=5)
+    client, transport = timeline_client(timeline, clock)
+    async with client:
+        got = [e.event_id async for e in client.sessions.events(
+            SID, follow=True, categories=["shell"], direction="outgoing", page_size=7)]
+    assert got == ["ev-0000", "ev-0001"]
+    reads = [query_of(r) for r in transport.requests if path_of(r).endswith("/events")]
+    assert len(reads) >= 3
+    for query in reads:
+        assert query[0] == ("first", "7")
+        assert array("categories", ["shell"])[0] in query and ("direction", "outgoing") in query

@@ -297,3 +297,22 @@ async def test_fake_server_whoami_over_a_loopback_socket(principal_type: Any) ->
     assert name == "robot"
     (request,) = [r for r in server.requests if r.endpoint == "self"]
     assert request.path == "/v3/self"
+
+
+@pytest.mark.parametrize("bad", ["", "devin/1", "../x", " devin-1", "devin-1?x=1"])
+async def test_bad_session_ids_raise_before_any_request(bad: str) -> None:
+    client, transport = make_client(Router())
+    async with client:
+        with pytest.raises(ValueError, match="session_id"):
+            await client.sessions.insights(bad)
+        with pytest.raises(ValueError, match="session_id"):
+            await client.sessions.generate_insights(bad)
+        with pytest.raises(ValueError, match="session_id"):
+            await client.sessions.event_details(bad, ["ev-1"])
+        with pytest.raises(ValueError, match="session_id"):
+            client.sessions.search_events(bad, "q")
+        with pytest.raises(ValueError, match="session_id"):
+            await client.sessions.result(bad)
+        with pytest.raises(ValueError, match="session_id"):
+            await client.sessions.ask(bad, "hi")
+    assert transport.requests == []

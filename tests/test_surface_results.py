@@ -398,3 +398,14 @@ async def test_fake_server_run_over_a_loopback_socket() -> None:
                                                        jitter=0.0)) as client:
         got = await client.sessions.run("Count", output_type=PydanticVerdict, timeout=5)
     assert got.output == PydanticVerdict(ok=False, count=0)
+
+
+async def test_run_times_out_with_the_last_session() -> None:
+    clock = FakeClock()
+    client, transport = make_client(run_router([session_json()]), clock)
+    async with client:
+        with pytest.raises(WaitTimeoutError) as info:
+            await client.sessions.run("p", output_type=AttrsVerdict, timeout=9)
+    assert isinstance(info.value, TimeoutError)
+    assert info.value.last_session is not None and info.value.last_session.session_id == SID
+    assert clock.elapsed <= 9 and len(creates(transport)) == 1

@@ -20,6 +20,7 @@ from devin_async import (
     HTTPRequest,
     HTTPResponse,
     NotFoundError,
+    RetryPolicy,
     SessionSecret,
 )
 from devin_async.testing import FakeDevinServer
@@ -295,3 +296,25 @@ async def test_spans_against_the_fake_server_in_process(spans: Any) -> None:
     assert all(ancestors(s, exporter)[-1] == "devin.run" for s in requests)
     blob = repr([(s.name, dict(s.attributes or {})) for s in exporter.get_finished_spans()])
     assert server.api_key not in blob and SECRET not in blob
+
+
+async def test_spans_over_a_loopback_socket(spans: Any) -> None:
+    provider, exporter = spans
+    async with FakeDevinServer(seed=22) as server, DevinClient(
+            api_key=server.api_key, org_id=server.org_id, base_url=server.url,
+            retry=RetryPolicy(initial_backoff=0.01, jitter=False), tracing=provider) as client:
+        server.inject("get", status=503, times=1)
+        session = await client.sessions.create("p")
+        await client.sessions.get(session.session_id)
+    create, failed, got = client_spans(exporter)
+    assert create.name == "POST /v3beta1/organizations/{org_id}/sessions"
+    for span in (create, failed, got):
+        assert span.attributes is not None
+        assert span.attributes["server.address"] == "127.0.0.1"
+        assert span.attributes["server.port"] == server.port
+        assert span.attributes["devin.session_id"] == session.session_id
+    assert failed.attributes is not None and got.attributes is not None
+    assert failed.attributes["error.type"] == "503"
+    assert got.attributes["http.request.resend_count"] == 1
+    assert got.attributes["url.full"] == (
+        f"{server.url}/v3beta1/organizations/{server.org_id}/sessions/{session.session_id}")
