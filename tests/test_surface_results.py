@@ -409,3 +409,27 @@ async def test_run_times_out_with_the_last_session() -> None:
     assert isinstance(info.value, TimeoutError)
     assert info.value.last_session is not None and info.value.last_session.session_id == SID
     assert clock.elapsed <= 9 and len(creates(transport)) == 1
+
+
+async def test_ask_skips_a_devin_message_sent_just_before_ours() -> None:
+    # Devin posted a progress note after ask() listed the conversation but before our message
+    # reached the server: it is not a reply to us.
+    clock = FakeClock()
+    timeline = Timeline(clock, [(0, message_json(1, text="old reply"))], end=10_000)
+
+    def send(request: HTTPRequest, _m: re.Match[str]) -> Any:
+        now = clock.elapsed
+        timeline.items.append((now, message_json(50, text="progress note", at=int(now) - 1)))
+        timeline.items.append((now, message_json(51, source="user", at=int(now),
+                                                 text=body_of(request)["message"])))
+        timeline.items.append((now + 2, message_json(52, text="the reply", at=int(now) + 2)))
+        return session_json()
+
+    router = Router().add("GET", rf"/sessions/({SID})/messages", timeline.list_page)
+    router.add("POST", rf"/sessions/({SID})/messages", send)
+    router.add("GET", rf"/sessions/({SID})", timeline.session)
+    client, _ = make_client(router, clock)
+    async with client:
+        clock.t += 10
+        answer = await client.sessions.ask(SID, "Status?", timeout=30)
+    assert answer.message == "the reply"
