@@ -103,6 +103,10 @@ async def test_event_filters_are_encoded_as_described(filters: dict[str, Any],
     {"created_after": dt.datetime(2026, 1, 1)},  # naive
     {"created_before": -5},
     {"created_after": True},
+    {"created_after": float("inf")},
+    {"created_after": float("nan")},
+    {"created_before": 1e30},
+    {"created_before": "1764000000"},
     {"page_size": 0},
     {"page_size": 201},
 ])
