@@ -113,7 +113,7 @@ def test_redactor_leaves_other_text_alone() -> None:
     for text in ["", "nothing to see", "cog_otherkey0000000000000", "100% \\u0041 done",
                  KEY[:MIN_FRAGMENT - 1]]:
         assert redactor.text(text) == text
-        assert not redactor.contains(text) or text == KEY[:MIN_FRAGMENT - 1]
+        assert not redactor.contains(text)
 
 
 def test_redactor_masks_many_occurrences_and_escaped_slashes() -> None:
