@@ -166,7 +166,8 @@ class Attachments:
         """Download an attachment to `dest` (a path or a binary file); return the bytes written.
 
         Raises:
-            ValueError: `url` is not an attachment URL of this client's API origin.
+            ValueError: `url` is not an attachment URL of this client's API origin, or `dest`
+                is a directory, in a missing directory, or a text-mode file.
             MalformedResponseError: too many redirects, a redirect to plain http, or a body
                 larger than `max_bytes`.
         """
@@ -174,6 +175,11 @@ class Attachments:
             url = url.url
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
             raise ValueError("max_bytes must be an int >= 1")
+        local = pathlib.Path(dest) if isinstance(dest, str | os.PathLike) else None
+        if isinstance(dest, io.TextIOBase) or (local is not None and (
+                local.is_dir() or not local.absolute().parent.is_dir())):
+            raise ValueError("dest must be a binary file object or a file path in an existing "
+                             "directory")
         engine = self.engine
         parts = urlsplit(url) if isinstance(url, str) else None
         base = urlsplit(engine.base_url)
