@@ -83,6 +83,14 @@ class _Multipart:
         yield self._tail
 
 
+class _WriteError(Exception):
+    """Writing the download failed locally (carries the OSError, raised as it is)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _FileSink:
     """Write a download to a path (via a temporary file, renamed at the end) or a file object."""
 
@@ -97,10 +105,13 @@ class _FileSink:
             self._handle.seekable() else None
 
     async def write(self, chunk: bytes) -> None:
-        if self._handle is None:
-            assert self._temp is not None
-            self._handle = open(self._temp, "wb")  # noqa: ASYNC230, SIM115 - closed in finish
-        self._handle.write(chunk)
+        try:
+            if self._handle is None:
+                assert self._temp is not None
+                self._handle = open(self._temp, "wb")  # noqa: ASYNC230, SIM115 - closed in finish
+            self._handle.write(chunk)
+        except OSError as exc:  # a local failure (a full disk) is not a network one: no retry
+            raise _WriteError(exc) from exc
         self.written += len(chunk)
 
     def reset(self) -> bool:
@@ -166,7 +177,8 @@ class Attachments:
         """Download an attachment to `dest` (a path or a binary file); return the bytes written.
 
         Raises:
-            ValueError: `url` is not an attachment URL of this client's API origin.
+            ValueError: `url` is not an attachment URL of this client's API origin, or `dest`
+                is a directory, in a missing directory, or a text-mode file.
             MalformedResponseError: too many redirects, a redirect to plain http, or a body
                 larger than `max_bytes`.
         """
@@ -174,6 +186,11 @@ class Attachments:
             url = url.url
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
             raise ValueError("max_bytes must be an int >= 1")
+        local = pathlib.Path(dest) if isinstance(dest, str | os.PathLike) else None
+        if isinstance(dest, io.TextIOBase) or (local is not None and (
+                local.is_dir() or not local.absolute().parent.is_dir())):
+            raise ValueError("dest must be a binary file object or a file path in an existing "
+                             "directory")
         engine = self.engine
         parts = urlsplit(url) if isinstance(url, str) else None
         base = urlsplit(engine.base_url)
@@ -209,6 +226,8 @@ class Attachments:
                     deadline=deadline, sink=sink)
             ok = True
             return sink.written
+        except _WriteError as exc:
+            raise exc.error from None
         finally:
             sink.finish(ok)
 

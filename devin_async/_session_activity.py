@@ -51,7 +51,7 @@ def _stamp(name: str, value: int | dt.datetime | None) -> list[tuple[str, str]]:
         if value.tzinfo is None:
             raise ValueError(f"{name} must be timezone-aware (or Unix seconds)")
         return [(name, str(int(value.timestamp())))]
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e11:
         raise ValueError(f"{name} must be Unix seconds or a datetime")
     return [(name, str(int(value)))]
 
@@ -245,6 +245,7 @@ class SessionActivity:
             wait = max(jittered(policy, interval), got.retry_after or 0.0)
             interval = policy.next_interval(interval)
             if end is not None and engine.clock() + wait >= end:
+                await engine.sleep(max(0.0, end - engine.clock()))  # as wait(): to the end
                 raise WaitTimeoutError(
                     f"the insights of session {sid} were not ready within {timeout:g} s",
                     last_session=None)

@@ -13,14 +13,10 @@ from __future__ import annotations
 import inspect
 import os
 import types
-from collections.abc import Iterator
 from typing import Any
 
 import aioresponses.core
-import pytest
 from aiohttp import ClientResponse
-
-from devin_async import _json
 
 if "stream_writer" in inspect.signature(ClientResponse.__init__).parameters:
 
@@ -33,9 +29,5 @@ if "stream_writer" in inspect.signature(ClientResponse.__init__).parameters:
     aioresponses.core.ClientResponse = _CompatClientResponse  # type: ignore[misc]
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _json_codec() -> Iterator[None]:
-    before = _json.codec()
-    _json.use(os.environ.get("DEVIN_ASYNC_JSON") or "json")
-    yield
-    _json.use(before)
+# The default codec is chosen once, on first use: make it the stdlib's unless asked otherwise.
+os.environ.setdefault("DEVIN_ASYNC_JSON", "json")
