@@ -8,9 +8,10 @@ Why it is built this way:
 - One listing, not one look-up per request, to resume. Every session of the batch also carries
   one shared batch tag (`devin-async-batch:<hash of K>`), so a rerun lists the batch once
   (page size 200: ceil(existing / 200) requests) and knows which indices exist before it sends
-  anything. A request the listing does not show is still looked up by its token right before it
-  is created (one request): that finds a session whose batch tag was removed (`replace_tags`
-  keeps only the token tag) or that another process created since the listing.
+  anything; an index the listing does not show is created without a look-up of its own (a
+  look-up per index would double a fresh batch's requests, and under index lag it would see no
+  more than the listing did). Only a request with its own `idempotency_key` is looked up by its
+  token first: its session may come from outside the batch, without the batch tag.
 - A rerun must not silently reuse a session made from another request: each session carries a
   prompt tag (`devin-async-p:<8 hex of the prompt's SHA-256>`); the tag cannot be the token's
   (a key alone must find its token tag) nor the batch's (shared by every index). A session whose
@@ -142,6 +143,8 @@ class BatchBook:
                              f"client token, batch and prompt tags)")
         found = self.existing.pop(token, None)
         if not found:
+            if request.idempotency_key is None:
+                return None
             found = await self.creator.find(TOKEN_TAG_PREFIX + token, deadline)
             if not found:
                 return None

@@ -59,6 +59,14 @@ class StubApi:
         self.hold_from = 1  # ... from this create on (1-based)
         self.yields = 0  # a create yields to the loop this often before acting (a slow server)
         self.order: list[str] = []  # kinds of requests, in arrival order
+        self._waiters: list[tuple[int, asyncio.Event]] = []
+
+    async def creates_reach(self, n: int) -> None:
+        """Return once `n` creates have arrived."""
+        if self.counts["create"] < n:
+            event = asyncio.Event()
+            self._waiters.append((n, event))
+            await event.wait()
 
     def client(self, **options: Any) -> DevinClient:
         options.setdefault("retry", FAST)
@@ -95,6 +103,9 @@ class StubApi:
     async def _create(self, body: dict[str, Any]) -> HTTPResponse:
         self._count("create")
         number = self.counts["create"]
+        for want, event in self._waiters:
+            if number >= want:
+                event.set()
         for _ in range(self.yields):
             await asyncio.sleep(0)
         sid = f"devin-{len(self.sessions):06d}"
@@ -203,7 +214,7 @@ class ServerProcess:
             req = urllib.request.Request(
                 f"{self.url}/v3beta1/organizations/{self.org_id}/sessions?{query}",
                 headers={"Authorization": f"Bearer {self.api_key}"})
-            with urllib.request.urlopen(req, timeout=5) as answer:  # noqa: S310 (loopback)
+            with urllib.request.urlopen(req, timeout=5) as answer:
                 page = json.loads(answer.read())
             items += page["items"]
             if not page["has_next_page"]:

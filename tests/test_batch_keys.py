@@ -46,8 +46,7 @@ async def test_concurrent_calls_with_one_key_share_one_create(callers: int) -> N
     async with api.client() as client:
         calls = [asyncio.ensure_future(client.sessions.create("go", idempotency_key="same"))
                  for _ in range(callers)]
-        while api.counts["create"] == 0:
-            await asyncio.sleep(0)
+        await api.creates_reach(1)
         for _ in range(5):
             await asyncio.sleep(0)
         api.gate.set()
