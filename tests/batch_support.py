@@ -58,6 +58,7 @@ class StubApi:
         self.gate: asyncio.Event | None = None  # when set up, creates act, then wait for it
         self.hold_from = 1  # ... from this create on (1-based)
         self.yields = 0  # a create yields to the loop this often before acting (a slow server)
+        self.listing_statuses: list[int] = []  # the next batch listings answer these statuses
         self.order: list[str] = []  # kinds of requests, in arrival order
         self._waiters: list[tuple[int, asyncio.Event]] = []
 
@@ -127,6 +128,9 @@ class StubApi:
         tags = [t for value in query.get("tags", []) for t in value.split(",")]
         kind = "lookup" if any(t.startswith("devin-async-token:") for t in tags) else "listing"
         self._count(kind)
+        if kind == "listing" and self.listing_statuses:
+            status = self.listing_statuses.pop(0)
+            return HTTPResponse(status, JSON, json.dumps({"detail": "no"}).encode())
         first = int(query["first"][0])
         start = int(query.get("after", ["0"])[0])
         now = self.clock()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from devin_async import BatchResult, CreateSessionRequest, DevinClient
+from devin_async import BatchResult, CreateSessionRequest, DevinClient, PermissionDeniedError
 from devin_async._batch import BatchMismatchError, batch_tag, prompt_tag
 from devin_async._create import token_for_key
 
@@ -57,15 +57,26 @@ async def test_every_session_carries_one_batch_tag_and_its_prompt_tag() -> None:
                               TOKEN + token_for_key(f"b1/{i}")])
 
 
-async def test_interrupted_by_aclose_then_rerun_makes_exactly_n() -> None:
+@pytest.mark.parametrize("how", ["aclose", "break"])
+async def test_interrupted_then_rerun_makes_exactly_n(how: str) -> None:
     n = 30
     api = StubApi(Clock())
     api.gate, api.hold_from = asyncio.Event(), 11  # creates 11.. act, their answers wait
     async with api.client() as client:
-        results = client.sessions.create_many(requests_of(n), concurrency=4, batch_key="b1")
-        seen = [await anext(results) for _ in range(10)]
-        await api.creates_reach(14)
-        await results.aclose()
+        seen: list[BatchResult] = []
+        if how == "aclose":
+            results = client.sessions.create_many(requests_of(n), concurrency=4, batch_key="b1")
+            seen = [await anext(results) for _ in range(10)]
+            await api.creates_reach(14)
+            await results.aclose()
+        else:
+            async with client.sessions.create_many(requests_of(n), concurrency=4,
+                                                   batch_key="b1") as results:
+                async for result in results:
+                    seen.append(result)
+                    if len(seen) == 10:
+                        await api.creates_reach(14)
+                        break
         cancelled = results.cancelled
         assert len(cancelled) == 4
         assert [c.client_token for c in cancelled] == \
@@ -78,6 +89,43 @@ async def test_interrupted_by_aclose_then_rerun_makes_exactly_n() -> None:
     assert existing == {r.index for r in seen} | {c.index for c in cancelled}
     assert len(api.sessions) == n
     _one_live_per_index(api, "b1", n)
+
+
+async def test_stop_reports_what_is_in_flight_and_a_rerun_makes_the_rest() -> None:
+    n = 20
+    api = StubApi(Clock())
+    async with api.client() as client:
+        async with client.sessions.create_many(requests_of(n), concurrency=3,
+                                               batch_key="b1") as results:
+            got = [await anext(results)]
+            results.stop()
+            got += [r async for r in results]
+        assert results.cancelled == []
+        assert all(r.ok for r in got) and len(api.sessions) == len(got) < n
+        assert api.order[-1] == "listing"  # the final check ran
+        rerun = await _run(client, requests_of(n))
+    assert sum(r.existing for r in rerun) == len(got)
+    _one_live_per_index(api, "b1", n)
+
+
+async def test_a_failed_listing_fails_the_batch_before_anything_is_sent() -> None:
+    api = StubApi(Clock())
+    api.listing_statuses = [403]
+    async with api.client() as client:
+        with pytest.raises(PermissionDeniedError):
+            await _run(client, requests_of(3))
+    assert api.order == ["listing"]
+
+
+async def test_a_failed_final_check_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    api = StubApi(Clock())
+    async with api.client() as client:
+        results = client.sessions.create_many(requests_of(3), batch_key="b1")
+        first = await anext(results)
+        api.listing_statuses = [403]
+        rest = [r async for r in results]
+    assert first.ok and all(r.ok for r in rest) and len(rest) == 2
+    assert "final duplicate check failed" in caplog.text
 
 
 async def test_cancelled_without_batch_key_names_the_token_of_the_session() -> None:
