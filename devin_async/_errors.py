@@ -13,7 +13,10 @@
     │   ├── UnprocessableEntityError 422 (.errors: the detail list as sent)
     │   ├── RateLimitError          429
     │   └── InternalServerError     5xx
-    ├── WaitTimeoutError            wait()/poll() deadline (.last_session)
+    ├── WaitTimeoutError            wait()/poll() deadline (.last_session); also a TimeoutError
+    ├── StructuredOutputError       a structured output missing or not fitting (.session .raw)
+    ├── SessionFailedError          run(): the session ended in error (.session, .session_id)
+    ├── ClientClosedError           the client was used after aclose(); also a RuntimeError
     ├── MalformedResponseError      a 2xx whose body is not the JSON promised
     └── CreateUnconfirmedError      a create that may or may not have happened (.client_token)
 
@@ -44,6 +47,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "StructuredOutputError",
     "UnprocessableEntityError",
     "WaitTimeoutError",
 ]
@@ -184,3 +188,16 @@ def error_class_for(status: int) -> type[APIStatusError]:
     if status >= 500:
         return InternalServerError
     return STATUS_ERRORS.get(status, APIStatusError)
+
+
+class StructuredOutputError(DevinError):
+    """A settled session has no structured output, or one that does not fit `output_type`.
+
+    `.session` is the settled session, `.raw` its `structured_output` as sent (None if missing);
+    when the output did not fit, `.__cause__` is the structuring error.
+    """
+
+    def __init__(self, message: str, *, session: Session, raw: Any):
+        super().__init__(message)
+        self.session = session
+        self.raw = raw

@@ -54,10 +54,14 @@ _MAX_DETAIL = 500
 
 
 class Request(NamedTuple):
-    """One API call as data: method, path below the base URL, query and JSON body.
+    """One API call as data: method, path below the organization, query and body.
 
     A NamedTuple rather than a frozen attrs class: one is built per call, and a tuple is built
     in a fifth of the instructions (immutable all the same).
+
+    Beyond the JSON calls: `body` + `content_type` carry a raw (or streamed, re-iterable) body;
+    `url` sends to an absolute URL instead (without the Authorization header: only the API
+    origin ever gets the key); `redirect` returns a 3xx answer instead of failing on it.
     """
 
     method: str
@@ -65,6 +69,10 @@ class Request(NamedTuple):
     kind: Kind
     params: tuple[tuple[str, str], ...] = ()
     json: Any = None
+    body: Any = None
+    content_type: str | None = None
+    url: str | None = None
+    redirect: bool = False
 
 
 def encode_url(base: str, params: tuple[tuple[str, str], ...]) -> str:

@@ -25,7 +25,8 @@ from ._faults import Fault, RandomFaults
 from ._lifecycle import Step
 from ._log import RecordedRequest
 from ._mock import MockTransport
-from ._server import FakeDevinServer, serve_forever
+from ._serve import serve_forever
+from ._server import FakeDevinServer
 
 __all__ = [
     "ALL_PERMISSIONS",

@@ -1,0 +1,258 @@
+"""Session events of the fake server: how they are made, filtered, paged, detailed and searched.
+
+Events are planned with the lifecycle (a status event per status change, a few shell/file/git
+events while a session works, one per message) and, like statuses, are only *visible* once the
+server clock reaches them; cutting a timeline drops the planned ones with it. Content comes from
+the server's seeded event RNG, so one seed gives the same timelines. Filters: `categories` or
+`event_types` (not both: 422), `direction`, `created_after <= created_at < created_before`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+from multidict import MultiMapping
+
+from ._errors import ValidationFailed, field_error
+from ._query import decode_cursor, encode_cursor
+from ._records import EventRecord, MessageRecord
+from ._validation import Errors, enum_check, last, query_int, query_list
+
+EVENT_CATEGORIES = ("shell", "file", "search", "browser", "mcp", "git", "message", "status",
+                    "secret", "todo", "recording", "knowledge", "playbook", "webhook", "lifecycle",
+                    "other")
+DIRECTIONS = ("incoming", "outgoing")
+EVENT_PAGE_MAX = 200  # `first` has no documented maximum: larger values are served as 200
+MAX_DETAIL_IDS = 20
+DETAIL_LIMIT_DEFAULT, DETAIL_LIMIT_MAX = 20, 50
+MAX_CONTENT_DEFAULT = 10_000
+CONTEXT_CHARS = 40
+
+_COMMANDS = ("pytest -q", "python -m mypy src", "git status", "ls -la src", "npm test",
+             "ruff check .")
+_PATHS = ("src/app.py", "tests/test_app.py", "README.md", "pyproject.toml", "src/config.py")
+_COMMITS = ("Fix the flaky test", "Add input validation", "Update the docs", "Refactor the parser")
+
+
+class EventMaker:
+    """Builds EventRecords: ids, sequence numbers and seeded content."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.seq = 0
+
+    def make(self, at: float, event_type: str, category: str, direction: str, summary: str,
+             contents: dict[str, Any], event_id: str | None = None) -> EventRecord:
+        self.seq += 1
+        event_id = event_id or f"evt-{self.seq:08x}{self.rng.getrandbits(64):016x}"
+        return EventRecord(at=at, seq=self.seq, event_id=event_id, event_type=event_type,
+                           category=category, direction=direction, summary=summary,
+                           contents=contents)
+
+    def status(self, at: float, status: str, detail: str | None) -> EventRecord:
+        text = status if detail is None else f"{status} ({detail})"
+        return self.make(at, "status_changed", "status", "outgoing", f"Status: {text}",
+                         {"status": status, "status_detail": detail})
+
+    def message(self, message: MessageRecord) -> EventRecord:
+        incoming = message.source == "user"
+        first_line = (message.message.strip().splitlines() or [""])[0][:100]
+        who = "User" if incoming else "Devin"
+        return self.make(message.at, "user_message" if incoming else "devin_message", "message",
+                         "incoming" if incoming else "outgoing", f"{who}: {first_line}",
+                         {"message": message.message, "source": message.source},
+                         event_id=message.event_id)
+
+    def work(self, start: float, end: float) -> list[EventRecord]:
+        """A few shell, file and git events spread over [start, end)."""
+        rng = self.rng
+        count = rng.randint(2, 4)
+        times = sorted(rng.uniform(start, max(start, end - 0.01)) for _ in range(count))
+        events = []
+        for i, at in enumerate(times):
+            kind = ("shell", "file", "shell", "git")[i % 4]
+            events.append(getattr(self, f"_{kind}")(at))
+        return events
+
+    def _shell(self, at: float) -> EventRecord:
+        command = self.rng.choice(_COMMANDS)
+        lines = self.rng.randint(5, 400)
+        output = "".join(f"{command}: line {n} ok\n" for n in range(lines))
+        return self.make(at, "shell_process_started", "shell", "outgoing", f"Ran: {command}",
+                         {"command": command, "output": output, "exit_code": 0})
+
+    def _file(self, at: float) -> EventRecord:
+        path = self.rng.choice(_PATHS)
+        diff = f"--- a/{path}\n+++ b/{path}\n" + "".join(
+            f"+line {n}\n" for n in range(self.rng.randint(1, 40)))
+        return self.make(at, "file_edited", "file", "outgoing", f"Edited {path}",
+                         {"path": path, "diff": diff})
+
+    def _git(self, at: float) -> EventRecord:
+        message = self.rng.choice(_COMMITS)
+        sha = f"{self.rng.getrandbits(160):040x}"
+        return self.make(at, "git_commit_created", "git", "outgoing", f"Committed: {message}",
+                         {"branch": "devin/work", "sha": sha, "message": message})
+
+
+# --- queries -------------------------------------------------------------------------------------
+@attrs.frozen
+class EventQuery:
+    first: int = 100
+    after: tuple[float, int] | None = None
+    categories: tuple[str, ...] | None = None
+    event_types: tuple[str, ...] | None = None
+    created_after: int | None = None
+    created_before: int | None = None
+    direction: str | None = None
+
+    def keeps(self, event: EventRecord) -> bool:
+        created = int(event.at)
+        return ((self.categories is None or event.category in self.categories)
+                and (self.event_types is None or event.event_type in self.event_types)
+                and (self.direction is None or event.direction == self.direction)
+                and (self.created_after is None or created >= self.created_after)
+                and (self.created_before is None or created < self.created_before))
+
+
+def _event_cursor(cursor: str) -> tuple[float, int]:
+    value = decode_cursor(cursor)
+    if (isinstance(value, dict) and isinstance(value.get("e"), list) and len(value["e"]) == 2
+            and isinstance(value["e"][0], int | float) and isinstance(value["e"][1], int)):
+        return (float(value["e"][0]), int(value["e"][1]))
+    raise ValidationFailed([field_error(("query", "after"), "Invalid cursor", "value_error",
+                                        cursor)])
+
+
+def parse_event_query(query: MultiMapping[str], errors: Errors) -> EventQuery:
+    """Parse the event list filters (shared by list and search); errors go to `errors`."""
+    first = query_int(query, "first", errors, lo=1)
+    categories = query_list(query, "categories")
+    for i, category in enumerate(categories or ()):
+        enum_check(EVENT_CATEGORIES)(("query", "categories", i), category, errors)
+    event_types = query_list(query, "event_types")
+    if categories is not None and event_types is not None:
+        errors.append(field_error(("query", "event_types"), "Value error, categories and "
+                                  "event_types are mutually exclusive", "value_error",
+                                  list(event_types)))
+    direction = last(query, "direction")
+    if direction is not None:
+        enum_check(DIRECTIONS)(("query", "direction"), direction, errors)
+    after = last(query, "after")
+    bounds = {name: query_int(query, name, errors) for name in ("created_after", "created_before")}
+    if errors:
+        raise ValidationFailed(errors)
+    return EventQuery(first=min(first or 100, EVENT_PAGE_MAX),
+                      after=_event_cursor(after) if after else None, categories=categories,
+                      event_types=event_types, direction=direction, **bounds)
+
+
+def visible(events: list[EventRecord], now: float) -> Iterator[EventRecord]:
+    for event in events:
+        if event.at > now:
+            return
+        yield event
+
+
+def page_events(events: list[EventRecord], query: EventQuery, now: float,
+                needle: str | None = None) -> dict[str, Any]:
+    """One SessionEventListPage (or, with `needle`, one SessionEventSearchPage)."""
+    matched: list[tuple[EventRecord, str | None]] = []
+    for event in visible(events, now):
+        if not query.keeps(event):
+            continue
+        context = None if needle is None else match_context(event, needle)
+        if needle is None or context is not None:
+            matched.append((event, context))
+    start = 0
+    if query.after is not None:
+        start = next((i for i, (e, _) in enumerate(matched) if e.key > query.after), len(matched))
+    page = matched[start:start + query.first]
+    has_next = start + len(page) < len(matched)
+    items = []
+    for event, context in page:
+        item = event.summary_json()
+        if needle is not None:
+            item["match_context"] = context
+        items.append(item)
+    cursor = encode_cursor({"e": list(page[-1][0].key)}) if page and has_next else None
+    return {"items": items, "end_cursor": cursor, "has_next_page": has_next,
+            "total": len(matched)}
+
+
+def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{path}.{i}" if path else str(i))
+
+
+def match_context(event: EventRecord, needle: str) -> str | None:
+    """The text around the first case-insensitive match in the summary or contents, or None."""
+    lowered = needle.lower()
+    for _, text in [("summary", event.summary), *_strings(event.contents)]:
+        at = text.lower().find(lowered)
+        if at < 0:
+            continue
+        lo, hi = max(0, at - CONTEXT_CHARS), min(len(text), at + len(needle) + CONTEXT_CHARS)
+        return ("…" if lo else "") + text[lo:hi] + ("…" if hi < len(text) else "")
+    return None
+
+
+def truncate(value: Any, limit: int, path: str, cut: list[str]) -> Any:
+    """Copy `value`, cutting every string longer than `limit`; record each cut path in `cut`."""
+    if isinstance(value, str):
+        if len(value) > limit:
+            cut.append(path)
+            return value[:limit]
+        return value
+    if isinstance(value, dict):
+        return {k: truncate(v, limit, f"{path}.{k}" if path else str(k), cut)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [truncate(v, limit, f"{path}.{i}" if path else str(i), cut)
+                for i, v in enumerate(value)]
+    return value
+
+
+def event_details(events: list[EventRecord], query: MultiMapping[str],
+                  now: float) -> dict[str, Any]:
+    """One SessionEventDetailsResponse: by `event_ids` (unknown ids skipped) or offset+limit."""
+    errors: Errors = []
+    ids = query_list(query, "event_ids")
+    if ids is not None and len(ids) > MAX_DETAIL_IDS:
+        errors.append(field_error(
+            ("query", "event_ids"), f"List should have at most {MAX_DETAIL_IDS} items after "
+            f"validation, not {len(ids)}", "too_long", list(ids),
+            {"field_type": "List", "max_length": MAX_DETAIL_IDS, "actual_length": len(ids)}))
+    offset = query_int(query, "offset", errors, lo=0)
+    limit = query_int(query, "limit", errors, lo=1, hi=DETAIL_LIMIT_MAX)
+    max_length = query_int(query, "max_content_length", errors)
+    if ids is not None and (offset is not None or limit is not None):
+        errors.append(field_error(("query", "offset"), "Value error, event_ids and offset/limit "
+                                  "are mutually exclusive", "value_error", offset))
+    if errors:
+        raise ValidationFailed(errors)
+    shown = list(visible(events, now))
+    if ids is not None:
+        by_id = {e.event_id: e for e in shown}
+        chosen = [by_id[i] for i in ids if i in by_id]
+    else:
+        start = offset or 0
+        chosen = shown[start:start + (limit or DETAIL_LIMIT_DEFAULT)]
+    keep = max(0, MAX_CONTENT_DEFAULT if max_length is None else max_length)
+    items = []
+    for event in chosen:
+        cut: list[str] = []
+        contents = truncate(event.contents, keep, "", cut)
+        item = event.summary_json()
+        del item["summary"]
+        items.append({**item, "contents": contents, "truncated_fields": cut})
+    return {"items": items}
