@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -156,25 +155,28 @@ def requests_of(n: int, prefix: str = "task") -> list[dict[str, Any]]:
 # -- processes: a fake server and batch runners --------------------------------------------------
 
 SERVER_SCRIPT = """
-import asyncio, sys
+import asyncio, json, sys
 from devin_async.testing import FakeDevinServer
 
-async def main(drop_rate):
-    async with FakeDevinServer(time_scale=60.0, seed=7) as server:
+async def main(drop_rate, lag):
+    async with FakeDevinServer(time_scale=60.0, seed=7, index_lag=60.0 * lag) as server:
         if drop_rate:
             server.inject_random(drop_rate, kinds=["drop_after"], seed=11, endpoint="create")
         print(server.url, server.api_key, server.org_id, flush=True)
-        await asyncio.Event().wait()
+        loop = asyncio.get_running_loop()
+        while await loop.run_in_executor(None, sys.stdin.readline):  # a line: dump the truth
+            print(json.dumps([{"status": s["status"], "tags": s["tags"]}
+                              for s in server.sessions.values()]), flush=True)
 
-asyncio.run(main(float(sys.argv[1])))
+asyncio.run(main(float(sys.argv[1]), float(sys.argv[2])))
 """
 
 RUNNER_SCRIPT = """
 import asyncio, json, sys
 from devin_async import DevinClient, RetryPolicy
 
-async def main(url, key, org, n, batch_key):
-    retry = RetryPolicy(initial_backoff=0.01, max_backoff=0.05, settle=0.3, max_attempts=6)
+async def main(url, key, org, n, batch_key, settle):
+    retry = RetryPolicy(initial_backoff=0.01, max_backoff=0.05, settle=settle, max_attempts=6)
     async with DevinClient(api_key=key, org_id=org, base_url=url, retry=retry) as client:
         requests = [{"prompt": f"task {i}", "title": f"task #{i}"} for i in range(n)]
         counts = {"created": 0, "existing": 0, "errors": 0}
@@ -189,7 +191,8 @@ async def main(url, key, org, n, batch_key):
             counts["superseded"] = len(results.superseded)
         print(json.dumps(counts), flush=True)
 
-asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]))
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5],
+                 float(sys.argv[6])))
 """
 
 
@@ -201,42 +204,42 @@ def _env() -> dict[str, str]:
 
 
 class ServerProcess:
-    """A FakeDevinServer in a subprocess (`drop_rate` of creates lose their answer after acting)."""
+    """A FakeDevinServer in a subprocess: `drop_rate` of creates lose their answer after the
+    server acted; its list index lags `lag` real seconds behind writes."""
 
-    def __init__(self, drop_rate: float = 0.0) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVER_SCRIPT, str(drop_rate)],
-                                     stdout=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    def __init__(self, drop_rate: float = 0.0, lag: float = 0.0) -> None:
+        self.lag = lag
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER_SCRIPT, str(drop_rate), str(lag)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
         assert self.proc.stdout is not None
         self.url, self.api_key, self.org_id = self.proc.stdout.readline().split()
 
     def sessions(self) -> list[dict[str, Any]]:
-        """Return every session of the org (the test's own view, straight over HTTP)."""
-        items: list[dict[str, Any]] = []
-        after: str | None = None
-        while True:
-            query = "first=200" + (f"&after={urllib.parse.quote(after)}" if after else "")
-            req = urllib.request.Request(
-                f"{self.url}/v3beta1/organizations/{self.org_id}/sessions?{query}",
-                headers={"Authorization": f"Bearer {self.api_key}"})
-            with urllib.request.urlopen(req, timeout=5) as answer:
-                page = json.loads(answer.read())
-            items += page["items"]
-            if not page["has_next_page"]:
-                return items
-            after = page["end_cursor"]
+        """Return every session the server holds, as it is now (not through the lagging list)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("dump\n")
+        self.proc.stdin.flush()
+        sessions: list[dict[str, Any]] = json.loads(self.proc.stdout.readline())
+        return sessions
 
     def runner(self, n: int, batch_key: str) -> subprocess.Popen[str]:
-        """Start a process running `create_many` of n requests with `batch_key`."""
+        """Start a process running `create_many` of n requests with `batch_key`.
+
+        Its `settle` outlasts the index lag, so its final duplicate check sees its own creates.
+        """
+        settle = 0.3 + 1.5 * self.lag
         return subprocess.Popen(
             [sys.executable, "-c", RUNNER_SCRIPT, self.url, self.api_key, self.org_id, str(n),
-             batch_key], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-            cwd=ROOT)
+             batch_key, str(settle)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=_env(), cwd=ROOT)
 
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait(timeout=5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def live_tokens(sessions: list[dict[str, Any]]) -> Iterator[str]:
