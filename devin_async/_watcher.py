@@ -157,7 +157,8 @@ class Watcher:
         self._interval = self._policy.initial
         self._next_at: float | None = None  # None: poll as soon as asked
         self._since: int | None = None  # updated_after for the next cycle; None: unfiltered
-        self._saved_since: int | None = None  # the last successful cycle's (for checkpoints)
+        # The last successful cycle's, for checkpoints (a resumed one starts from its own).
+        self._saved_since = None if restored is None else restored.watermark
         self._tag_since = None if restored is None else restored.watermark  # first tag listing
         self._snapshot: int | None = None
         self._last_full: float | None = None
