@@ -355,6 +355,7 @@ class Watcher:
             try:
                 found = await scan.listing(_query(updated_after=since), budget=budget)
             except DevinError as exc:
+                self._choice.delta_abandoned()  # a listing that fails (a cursor cycle) waits
                 return [exc]
             if found is None:
                 self.stats.delta_abandoned += 1

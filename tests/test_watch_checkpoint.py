@@ -46,13 +46,13 @@ async def test_resume_in_a_new_client_reports_downtime_changes_once() -> None:
     org.add("devin-new", (250, "new", None), (260, "running", "working"), tags=("nightly",))
 
     before: list[SessionEvent] = []
-    async with make_client(clock, org) as client:
-        async with client.watch(["devin-x"], tags=["nightly"], forever=True) as watcher:
-            async for event in watcher:
-                before.append(event)
-                if sum(state(e) == WAITING for e in before) == 64:
-                    break  # 20 WAITING events still queued: not "reported"
-            saved = json.loads(json.dumps(watcher.checkpoint()))
+    async with make_client(clock, org) as client, \
+            client.watch(["devin-x"], tags=["nightly"], forever=True) as watcher:
+        async for event in watcher:
+            before.append(event)
+            if sum(state(e) == WAITING for e in before) == 64:
+                break  # 20 WAITING events still queued: not "reported"
+        saved = json.loads(json.dumps(watcher.checkpoint()))
     queued = {f"devin-t{i:03d}" for i in range(0, 250, 3)} - {
         e.session.session_id for e in before if state(e) == WAITING}
     assert len(queued) == 20
@@ -76,7 +76,7 @@ async def test_resume_in_a_new_client_reports_downtime_changes_once() -> None:
             WAITING if i % 3 == 0 else WORKING)
         assert final[sid] == want, sid
     per = by_session(after)
-    for i, sid in enumerate(tagged):  # one event per session whose state differs from saved
+    for sid in tagged:  # one event per session whose state differs from saved
         assert len(per.get(sid, [])) == (final[sid] != tuple(saved["sessions"][sid][:2])), sid
     assert per["devin-new"] == [WORKING]  # created while down: reported from first sighting
     assert next(e for e in after if e.session.session_id == "devin-new").previous is None

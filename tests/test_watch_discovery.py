@@ -100,8 +100,28 @@ async def test_a_removed_child_is_not_found_again() -> None:
     assert watcher.watched == ["devin-p"]
 
 
+class AlarmClock(Clock):
+    """A Clock that can wake a task once fake time reaches a moment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.alarms: list[tuple[float, asyncio.Event]] = []
+
+    async def reached(self, at: float) -> None:
+        event = asyncio.Event()
+        self.alarms.append((at, event))
+        await event.wait()
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+        for at, event in self.alarms:
+            if self.now >= at:
+                event.set()
+        await asyncio.sleep(0)
+
+
 async def test_forever_keeps_going_after_every_session_settled_and_takes_late_adds() -> None:
-    clock = Clock()
+    clock = AlarmClock()
     org = Org(clock)
     org.add("devin-a", (0, "running", "working"), (2, "running", "finished"))
     org.add("devin-b", (0, "running", "working"), (100, "running", "finished"))
@@ -110,13 +130,13 @@ async def test_forever_keeps_going_after_every_session_settled_and_takes_late_ad
         seen = [await anext(watcher), await anext(watcher)]  # devin-a settled: not the end
 
         async def add_later() -> None:
-            while clock.now < 60:
-                await asyncio.sleep(0)
+            await clock.reached(60)
             watcher.add("devin-b")
 
         adder = asyncio.create_task(add_later())
         seen += [await anext(watcher), await anext(watcher)]
         await adder
+        assert clock.now >= 60
         await watcher.aclose()
         assert [e async for e in watcher] == []  # only aclose ends it
     assert by_session(seen) == {"devin-a": [WORKING, FINISHED], "devin-b": [WORKING, FINISHED]}
