@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from ._engine import Reply
     from ._sessions import Sessions
 
-__all__ = ["CHUNK", "CONCURRENCY", "FUTURE_MARGIN", "MAX_SKIP", "DeltaChoice", "Scanner",
-           "WatchStats"]
+__all__ = ["CHUNK", "CONCURRENCY", "FUTURE_MARGIN", "MAX_SKIP", "PROBE_WINDOW", "DeltaChoice",
+           "Scanner", "WatchStats"]
 
 T = TypeVar("T")
 
@@ -47,6 +47,8 @@ CONCURRENCY = 4
 #: How far past the client's wall clock an `updated_at` may count for the watermark (seconds):
 #: one session stamped in the far future must not freeze `updated_after` for all the others.
 FUTURE_MARGIN = 300
+#: How far back (wall-clock seconds) a watcher's first probe for a recent stamp looks.
+PROBE_WINDOW = 60
 #: The longest wait (in cycles) before a delta scan is tried again after one went over budget.
 MAX_SKIP = 64
 
@@ -96,11 +98,8 @@ class DeltaChoice:
         self.backoff = min(MAX_SKIP, self.backoff * 2)
 
     def chunked(self, changed: int) -> None:
-        """Record a chunked cycle that found `changed` watched sessions changed.
-
-        After a filtered read, the sessions it returned; after an unfiltered one, those stamped
-        at or after the next cycle's watermark (what a delta scan would have returned).
-        """
+        """Record a chunked cycle: `changed` of the sessions it read are stamped at or after
+        the next cycle's watermark (what a delta scan from there would find among them)."""
         self.changed = changed
 
 
@@ -109,7 +108,7 @@ class Scanner:
 
     def __init__(self, sessions: Sessions, stats: WatchStats) -> None:
         self._sessions = sessions
-        self._stats = stats
+        self.stats = stats
         #: Retry-After of this cycle's successful answers (the watcher clears it per cycle).
         self.hints: list[float] = []
         #: The largest `updated_at` any answer carried (clamped by FUTURE_MARGIN); None: none yet.
@@ -131,7 +130,7 @@ class Scanner:
         pages = 0
         try:
             async for page in Paginator(fetch, page_size=CHUNK).pages():
-                self._stats.requests += 1
+                self.stats.requests += 1
                 pages += 1
                 out.extend(page.items)
                 self._stamps(page.items)
@@ -142,9 +141,18 @@ class Scanner:
                 if page.has_next_page and (pages >= budget or over_total):
                     return None
         except DevinError:
-            self._stats.requests += 1
+            self.stats.requests += 1
             raise
         return out
+
+    async def probe(self) -> None:
+        """Read one page of sessions changed lately (by the client's wall clock) for a stamp.
+
+        Only the answer's stamps are used (server time, valid for a watermark), so a server
+        whose clock differs from ours costs one page and nothing else.
+        """
+        since = max(0, int(time.time()) - PROBE_WINDOW)
+        await self.listing([("updated_after", str(since))], budget=1)
 
     def _stamps(self, items: Sequence[Session]) -> None:
         if not items:
@@ -165,7 +173,7 @@ class Scanner:
         """Return a job getting one session (a 404 is returned, not raised)."""
 
         async def get() -> Session | NotFoundError:
-            self._stats.requests += 1
+            self.stats.requests += 1
             try:
                 return await self._sessions.get(sid)
             except NotFoundError as exc:
