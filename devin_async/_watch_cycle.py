@@ -25,7 +25,7 @@ from ._errors import DevinError, NotFoundError
 from ._models import Session
 from ._polling import FailureLog, is_fatal, jittered
 from ._sessions import session_filters
-from ._watch_scan import CHUNK, DeltaChoice, Scanner
+from ._watch_scan import DeltaChoice, Scanner
 from ._watch_set import WatchSet
 
 __all__ = ["FULL_REFRESH", "MARGIN", "MAX_CONFIRM", "Cycler"]
@@ -42,10 +42,6 @@ def _query(**filters: Any) -> list[tuple[str, str]]:
     query = session_filters(**filters)
     assert query is not None  # None only for `session_ids=[]`
     return query
-
-
-def _split(ids: Sequence[str]) -> list[Sequence[str]]:
-    return [ids[i : i + CHUNK] for i in range(0, len(ids), CHUNK)]
 
 
 class Cycler:
@@ -145,7 +141,7 @@ class Cycler:
         seen = watched.sessions
         unfiltered = ids if full or since is None else [i for i in ids if i not in seen]
         filtered = [] if full or since is None else [i for i in ids if i in seen]
-        budget = self._choice.budget(len(filtered)) if filtered else 0
+        budget = self._choice.budget(len(scan.split(filtered))) if filtered else 0
         self._stamps = None if budget else []
         if budget:
             try:
@@ -164,7 +160,9 @@ class Cycler:
                 for session in found:
                     parent = session.parent_session_id
                     watched.sighting(session, discover=self._follow and parent in watched.ids)
-        chunks = [(c, None) for c in _split(unfiltered)] + [(c, since) for c in _split(filtered)]
+        chunks: list[tuple[Sequence[str], int | None]] = [
+            (c, None) for c in scan.split(unfiltered)]
+        chunks += [(c, since) for c in scan.split(filtered)]
         results = await self._run([scan.chunk(c, after) for c, after in chunks])
         failures: list[DevinError | None] = []
         for (chunk, after), result in zip(chunks, results, strict=True):

@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import quote
 
 import attrs
 
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
     from ._engine import Reply
     from ._sessions import Sessions
 
-__all__ = ["CHUNK", "CONCURRENCY", "FUTURE_MARGIN", "MAX_SKIP", "PROBE_WINDOW", "DeltaChoice",
-           "Scanner", "WatchStats"]
+__all__ = ["CHUNK", "CONCURRENCY", "FUTURE_MARGIN", "MAX_LINE", "MAX_SKIP", "PROBE_WINDOW",
+           "DeltaChoice", "Scanner", "WatchStats"]
 
 T = TypeVar("T")
 
@@ -47,6 +48,12 @@ CONCURRENCY = 4
 #: How far past the client's wall clock an `updated_at` may count for the watermark (seconds):
 #: one session stamped in the far future must not freeze `updated_after` for all the others.
 FUTURE_MARGIN = 300
+#: The longest request line servers commonly take (aiohttp's `max_line_size`, nginx's 8 KB
+#: header buffer): a chunk holds fewer than CHUNK ids when long ids would not fit in it.
+MAX_LINE = 8190
+#: The request line without the ids: method, version prefix, path tail, `first`, `updated_after`,
+#: protocol, and some room.
+LINE_OVERHEAD = 110
 #: How far back (wall-clock seconds) a watcher's first probe for a recent stamp looks.
 PROBE_WINDOW = 60
 #: The longest wait (in cycles) before a delta scan is tried again after one went over budget.
@@ -77,9 +84,8 @@ class DeltaChoice:
     backoff: int = 1  # the skip set after the next abandoned delta scan
     changed: int = 0  # watched sessions the last chunked cycle found changed
 
-    def budget(self, ids: int) -> int:
-        """Return the page budget of a delta scan over `ids` watched ids (0: read chunked)."""
-        chunks = math.ceil(ids / CHUNK)
+    def budget(self, chunks: int) -> int:
+        """Return the page budget of a delta scan instead of `chunks` reads (0: read chunked)."""
         if chunks <= 1 or math.ceil(self.changed / CHUNK) >= chunks:
             return 0
         if self.skip > 0:
@@ -160,6 +166,21 @@ class Scanner:
         stamp = min(max(s.updated_at for s in items), int(time.time()) + FUTURE_MARGIN)
         if self.top is None or stamp > self.top:
             self.top = stamp
+
+    def split(self, ids: Sequence[str]) -> list[Sequence[str]]:
+        """Cut `ids` into chunks of at most CHUNK ids whose request line fits in MAX_LINE."""
+        room = MAX_LINE - LINE_OVERHEAD - len(self._sessions.engine.org_path)
+        chunks: list[Sequence[str]] = []
+        start, used = 0, 0
+        for i, sid in enumerate(ids):
+            cost = len(quote(sid, safe="")) + 3  # "%2C": the separator, percent-encoded
+            if i > start and (i - start >= CHUNK or used + cost > room):
+                chunks.append(ids[start:i])
+                start, used = i, 0
+            used += cost
+        if start < len(ids):
+            chunks.append(ids[start:])
+        return chunks
 
     def chunk(self, ids: Sequence[str], since: int | None,
               ) -> Callable[[], Awaitable[list[Session] | None]]:

@@ -163,3 +163,16 @@ async def test_a_cursor_cycle_in_a_delta_scan_fails_the_cycle_without_spinning(
     assert stats.delta_cycles == 0 and len(org.log) <= 40 * 5 + 2 * stats.failed_cycles * 6
     assert "a second time" in caplog.text
     assert len([e for e in events if e.previous is not None]) == 150 * 39  # nothing lost
+
+
+async def test_long_ids_are_chunked_so_every_request_line_fits_8_kb() -> None:
+    clock = Clock()
+    org = Org(clock)
+    ids = [org.add(f"devin-{i:032x}", (0, "running", "working")) for i in range(1_000)]
+    async with make_client(clock, org) as client:
+        events = [e async for e in client.watch(ids, until=lambda s: True)]
+    reads = [q["session_ids"].split(",") for q in org.listings() if "session_ids" in q]
+    assert len(events) == 1_000 and sum(map(len, reads)) == 1_000
+    assert all(len(r) <= 200 for r in reads) and len(reads) <= 6
+    # GET + target + HTTP/1.1 under aiohttp's (and nginx's default) 8190-byte request line.
+    assert max(org.targets) + len("GET  HTTP/1.1") < 8190

@@ -60,6 +60,7 @@ class Org:
         self.org_id = org_id
         self.stubs: dict[str, Stub] = {}
         self.log: list[tuple[int, str, dict[str, str]]] = []  # (cycle, path, query)
+        self.targets: list[int] = []
         self.cycle: Callable[[], int] = lambda: 0
         self.faults: deque[HTTPResponse] = deque()
         self.give_total = False
@@ -116,6 +117,7 @@ class Org:
         url = urlsplit(request.url)
         query = dict(parse_qsl(url.query))
         self.log.append((self.cycle(), url.path, query))
+        self.targets.append(len(url.path) + 1 + len(url.query))  # the request-target length
         if self.faults:
             return self.faults.popleft()
         prefix = f"/v3beta1/organizations/{self.org_id}/sessions"
