@@ -45,6 +45,7 @@ __all__ = ["CHUNK", "CONCURRENCY", "FULL_REFRESH", "FUTURE_MARGIN", "MARGIN", "M
 
 Until = Callable[[Session], bool]
 
+
 def _settled(session: Session) -> bool:
     return session.is_settled
 
@@ -76,8 +77,12 @@ class Watcher:
         follow_children: also watch the sessions in a watched session's `child_session_ids`.
         forever: never end by itself (a daemon).
         resume: a `checkpoint()` of an earlier watcher of this organization: its sessions are
-            watched again and only what changed since it was taken is reported. Its tags and
-            follow_children are kept; `tags`, if given too, must be the same.
+            watched again and only what changed since it was taken is reported (the first
+            cycle reads every one of them). A changed session's first event has as `previous`
+            today's session with the checkpoint's status, status_detail and updated_at; an
+            unchanged one gives no event; one gone meanwhile lands in `not_found`, without an
+            event. Its tags and follow_children are kept (`tags`, if given too, must be the
+            same set); `remove()`s are not remembered.
 
     Raises:
         ValueError: a malformed session id, tag or argument, or a checkpoint that is malformed,
@@ -151,6 +156,11 @@ class Watcher:
     def add(self, session_id: str) -> None:
         """Start watching a session (no-op if already watched); works at any time.
 
+        Its first event has `previous=None`. A consumer waiting for the next cycle is woken.
+        Without `forever`, a loop that already ended (every session satisfied `until`) stays
+        ended; a new `async for` over this watcher goes on with the added session. With
+        `forever`, the running loop simply reports it.
+
         Raises:
             ValueError: a malformed id.
             RuntimeError: the watcher is closed.
@@ -177,8 +187,11 @@ class Watcher:
     def checkpoint(self) -> dict[str, Any]:
         """Return what this watcher has reported, as a small JSON-serializable dict.
 
-        Pass it as `client.watch(..., resume=checkpoint)` (in this or another process) to go on
-        from here: events not yet consumed are not counted as reported.
+        `{"version": 1, "org_id", "watermark", "tags", "follow_children", "sessions": {id:
+        [status, status_detail, updated_at] or None}}`: every watched id and the state last
+        *given* to the consumer (None: nothing yet); about 80 bytes a session. Pass it as
+        `client.watch(..., resume=checkpoint)`, in this or another process, to go on from here:
+        events not consumed yet are reported again by the resumed watcher, the others never.
         """
         known = self._set.known
         states = {sid: known.get(sid) for sid in self._set.ids}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -176,3 +177,19 @@ async def test_long_ids_are_chunked_so_every_request_line_fits_8_kb() -> None:
     assert all(len(r) <= 200 for r in reads) and len(reads) <= 6
     # GET + target + HTTP/1.1 under aiohttp's (and nginx's default) 8190-byte request line.
     assert max(org.targets) + len("GET  HTTP/1.1") < 8190
+
+
+async def test_a_first_probe_finds_a_recent_stamp_when_the_first_ids_are_quiet() -> None:
+    clock = Clock()
+    org = Org(clock, epoch=int(time.time()))  # server stamps near the client's wall clock
+    quiet = [org.add(f"devin-q{i:04d}", (-3600, "running", "working")) for i in range(1_000)]
+    busy = seed(org, 1_000)  # stamped over the past ten minutes
+    churn(org, busy, 5, CYCLES + 1)
+    async with make_client(clock, org) as client:
+        await run_cycles(client, org, quiet + busy)
+    per = counts(org)
+    probe = org.listings(1)[0]
+    assert "session_ids" not in probe and int(probe["updated_after"]) >= int(time.time()) - 120
+    # The quiet first chunk alone would give an hour-old watermark: every read would return
+    # the 2,000 sessions for a while. The probe's stamp makes the second cycle one request.
+    assert per[0] == 1 + 10 and max(per[1:]) == 1, per

@@ -55,8 +55,9 @@ class Stub:
 class Org:
     """Sessions on timelines; a stub transport's handler (`org.transport`)."""
 
-    def __init__(self, clock: Clock, *, org_id: str = ORG) -> None:
+    def __init__(self, clock: Clock, *, org_id: str = ORG, epoch: int = EPOCH) -> None:
         self.clock = clock
+        self.epoch = epoch  # server time (Unix seconds) at clock 0
         self.org_id = org_id
         self.stubs: dict[str, Stub] = {}
         self.log: list[tuple[int, str, dict[str, str]]] = []  # (cycle, path, query)
@@ -93,7 +94,8 @@ class Org:
         return {
             "session_id": sid, "url": f"https://app.devin.ai/sessions/{sid}", "status": status,
             "status_detail": detail, "tags": stub.tags, "org_id": self.org_id,
-            "created_at": EPOCH + int(stub.steps[0][0]), "updated_at": EPOCH + int(at),
+            "created_at": self.epoch + int(stub.steps[0][0]),
+            "updated_at": self.epoch + int(at),
             "acus_consumed": 0, "pull_requests": [], "parent_session_id": stub.parent,
             "child_session_ids": kids or None,
         }
