@@ -207,3 +207,20 @@ async def test_bad_arguments_fail_before_any_request(kwargs: dict[str, object],
         with pytest.raises(ValueError, match=message):
             client.watch(**kwargs)  # type: ignore[arg-type]
     assert org.log == []
+
+
+async def test_a_stale_answer_never_takes_a_session_back_in_time() -> None:
+    clock = Clock()
+    org = Org(clock)
+    org.add("devin-a", (0, "running", "working"), (5, "running", "waiting_for_user"),
+            (30, "running", "finished"))
+    async with make_client(clock, org) as client:
+        watcher = client.watch(["devin-a"], until=lambda s: s.status_detail == "finished")
+        seen = [await anext(watcher), await anext(watcher)]
+        old = org.render("devin-a")
+        assert old is not None
+        org.stale["devin-a"] = {**old, "status_detail": "working",
+                                "updated_at": old["updated_at"] - 5}  # a lagging replica
+        seen += [e async for e in watcher]
+    assert by_session(seen) == {"devin-a": [WORKING, ("running", "waiting_for_user"), FINISHED]}
+    assert not org.stale  # the stale answer was served, and ignored

@@ -65,6 +65,7 @@ class Org:
         self.cycle: Callable[[], int] = lambda: 0
         self.faults: deque[HTTPResponse] = deque()
         self.give_total = False
+        self.stale: dict[str, dict[str, Any]] = {}  # answered once instead of the session
         self.cursor_cycle = False  # every listing page points back to the first page
 
     # -- scripting --------------------------------------------------------------------------
@@ -144,7 +145,7 @@ class Org:
         for sid in ids:
             if sid not in self.stubs or not tags.issubset(self.stubs[sid].tags):
                 continue
-            data = self.render(sid)
+            data = self.stale.pop(sid, None) or self.render(sid)
             if data is not None and data["updated_at"] >= since and data["created_at"] >= created:
                 items.append(data)
         items.sort(key=lambda d: (d["created_at"], d["session_id"]))
