@@ -7,8 +7,9 @@ Why it looks like this:
 - The watermark (`since`) is the largest `updated_at` seen *before this cycle's reads were
   sent* (any answer counts, unwatched sessions included), minus MARGIN: each read happened after
   those stamps were issued, so any later change carries a stamp at least that large, however long
-  a cycle takes. With no stamp known yet, a one-page probe of lately changed sessions (by the
-  client's wall clock) comes first, then reads go one at a time until an answer gives a stamp.
+  a cycle takes. With no stamp known yet, reads go one at a time until a first page gives one
+  (valid for that page's own sessions too); a large watch first probes one page of sessions
+  changed lately by the client's wall clock, so a quiet first chunk cannot make it stale.
 - Ids never seen yet are read unfiltered, and so is everything after a failed cycle and every
   FULL_REFRESH seconds; a session absent from an unfiltered answer is a suspect, confirmed by a
   get (at most MAX_CONFIRM a cycle).
@@ -25,7 +26,7 @@ from ._errors import DevinError, NotFoundError
 from ._models import Session
 from ._polling import FailureLog, is_fatal, jittered
 from ._sessions import session_filters
-from ._watch_scan import DeltaChoice, Scanner
+from ._watch_scan import PROBE_MIN_IDS, DeltaChoice, Scanner
 from ._watch_set import WatchSet
 
 __all__ = ["FULL_REFRESH", "MARGIN", "MAX_CONFIRM", "Cycler"]
@@ -93,12 +94,13 @@ class Cycler:
         present: set[str] = set()  # returned by this cycle's tag listing
         failures: list[DevinError | None] = []
         self._stamps = None
-        if self._snapshot is None and (self._tags or watched.ids):
+        scan.first_top = None
+        if self._snapshot is None and len(watched.ids) - len(watched.tagged) >= PROBE_MIN_IDS:
             try:  # no stamp known yet: ask for a recent one first (one page)
                 await scan.probe()
             except DevinError as exc:
                 failures.append(exc)
-            self._snapshot = scan.top
+            self._snapshot = scan.first_top
         if self._tags and not failures:
             after = self.tag_since if full and self.tag_since is not None else since
             try:
@@ -106,7 +108,8 @@ class Cycler:
             except DevinError as exc:
                 failures.append(exc)
             else:
-                self._snapshot = self._snapshot if self._snapshot is not None else scan.top
+                if self._snapshot is None:  # the first page's stamps, not the last page's
+                    self._snapshot = scan.first_top
                 for session in found or ():
                     if watched.sighting(session, discover=True):
                         present.add(session.session_id)
@@ -182,7 +185,7 @@ class Cycler:
         start = 0
         while self._snapshot is None and start < len(jobs):
             (results[start],) = await Scanner.pool(jobs[start : start + 1])
-            self._snapshot = self._scan.top
+            self._snapshot = self._scan.first_top
             start += 1
             if not isinstance(results[start - 1], list):
                 return results  # a failure: start no more

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from ._engine import Reply
     from ._sessions import Sessions
 
-__all__ = ["CHUNK", "CONCURRENCY", "FUTURE_MARGIN", "MAX_LINE", "MAX_SKIP", "PROBE_WINDOW",
+__all__ = ["CHUNK", "CONCURRENCY", "FUTURE_MARGIN", "MAX_LINE", "MAX_SKIP", "PROBE_MIN_IDS",
+           "PROBE_WINDOW",
            "DeltaChoice", "Scanner", "WatchStats"]
 
 T = TypeVar("T")
@@ -56,6 +57,9 @@ MAX_LINE = 8190
 LINE_OVERHEAD = 110
 #: How far back (wall-clock seconds) a watcher's first probe for a recent stamp looks.
 PROBE_WINDOW = 60
+#: Ids (to read by id) from which a watcher's first cycle starts with that probe: below, a stale
+#: first watermark costs less than the probe's request is worth.
+PROBE_MIN_IDS = 3 * CHUNK + 1
 #: The longest wait (in cycles) before a delta scan is tried again after one went over budget.
 MAX_SKIP = 64
 
@@ -119,6 +123,9 @@ class Scanner:
         self.hints: list[float] = []
         #: The largest `updated_at` any answer carried (clamped by FUTURE_MARGIN); None: none yet.
         self.top: int | None = None
+        #: `top` right after the first page that carried one since the watcher last reset it:
+        #: below the read time of that page and of every read after it (a valid watermark).
+        self.first_top: int | None = None
 
     def _hint(self, reply: Reply) -> None:
         if reply.retry_after is not None:
@@ -140,6 +147,8 @@ class Scanner:
                 pages += 1
                 out.extend(page.items)
                 self._stamps(page.items)
+                if self.first_top is None:
+                    self.first_top = self.top
                 if budget is None:
                     continue
                 total = page.total
