@@ -163,9 +163,9 @@ def test_create_refuses_extra_nested_too_deep() -> None:
 
 
 def test_create_accepts_any_mapping_as_extra_itself() -> None:
-    request = CreateSessionRequest("p", extra=types.MappingProxyType({"devin_mode": "fast"}))
+    request = CreateSessionRequest("p", extra=types.MappingProxyType({"brand_new": "fast"}))
     request.validate()
-    assert _json.dumps(request.to_body()) == b'{"prompt":"p","devin_mode":"fast"}'
+    assert _json.dumps(request.to_body()) == b'{"prompt":"p","brand_new":"fast"}'
 
 
 def test_create_accepts_plain_json_data_in_extra() -> None:
@@ -195,5 +195,5 @@ async def test_client_round_trips_on_the_fake_server(codec: str) -> None:
         with pytest.raises(NotFoundError):
             await client.sessions.get("devin-missing")
         with pytest.raises(ValueError, match="JSON cannot carry"):
-            await client.sessions.create("p", ratio=math.nan)
+            await client.sessions.create("p", extra_body={"ratio": math.nan})
     assert server.session_count == 1

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import math
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,7 +19,6 @@ from devin_async import (
     APIConnectionError,
     AuthenticationError,
     DevinClient,
-    PollPolicy,
     RetryPolicy,
     Session,
     SessionEvent,
