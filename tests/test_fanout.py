@@ -508,9 +508,13 @@ async def server() -> AsyncIterator[FakeDevinServer]:  # on the real clock: timi
         yield s
 
 
+#: On a real socket and clock: a short settling window, so a lost create is not 10 s of waiting.
+WIRE = RetryPolicy(initial_backoff=0.001, max_backoff=0.01, settle=0.05)
+
+
 def client_for(server: FakeDevinServer, **kw: Any) -> DevinClient:
     return DevinClient(base_url=server.url, api_key=server.api_key, org_id=server.org_id,
-                       retry=FAST, **kw)
+                       retry=WIRE, **kw)
 
 
 def tokens_on(server: FakeDevinServer) -> list[str]:
