@@ -203,6 +203,7 @@ class StubOrg:
         self.faults: deque[Fault | None] = deque()
         self.requests: list[Call] = []
         self.timeouts: list[float] = []
+        self.sent_at: list[float] = []  # the fake clock at each request
         self.gate: asyncio.Event | None = None
         self.silent = False
         self.ok_headers: dict[str, str] = {}  # sent with every successful answer
@@ -270,6 +271,7 @@ class StubOrg:
         call = parse_call(request)
         self.requests.append(call)
         self.timeouts.append(timeout)
+        self.sent_at.append(self.clock.now)
         await asyncio.sleep(0)  # connecting / writing
         if self.silent:  # no answer: the attempt's timeout passes on the fake clock
             await self.clock.sleep(timeout)

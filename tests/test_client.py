@@ -28,10 +28,10 @@ from devin_async import (
     RetryPolicy,
     UnprocessableEntityError,
 )
-
 from devin_async._aiohttp import AiohttpTransport
 
-from .helpers import BASE, KEY, FakeClock, mock as mock_transport, reply, session_json
+from .helpers import BASE, KEY, FakeClock, reply, session_json
+from .helpers import mock as mock_transport
 
 
 @pytest.fixture

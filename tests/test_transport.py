@@ -22,7 +22,6 @@ from devin_async import (
     RetryPolicy,
     Timeouts,
 )
-
 from devin_async._aiohttp import client_timeout
 
 from .helpers import KEY, FakeClock, session_json
