@@ -95,8 +95,11 @@ async def test_a_hint_under_the_cap_is_waited_exactly_and_pauses_the_others() ->
             return await client.sessions.get("devin-1")
 
         async def second() -> Session:
-            while len(org.requests) < 1 or clock.sleeps == []:  # after the 429 was answered
+            for _ in range(100):  # until the 429 was answered and its hint is being slept
+                if clock.sleeps:
+                    break
                 await asyncio.sleep(0)
+            assert clock.sleeps == [7.0]
             return await client.sessions.get("devin-2")
 
         a, b = await clock.run(first(), second())
