@@ -54,6 +54,7 @@ from devin_async import (
     Session,
     UnprocessableEntityError,
 )
+from devin_async._aiohttp import AiohttpTransport
 from devin_async._cli import main as cli_main
 from devin_async._protocol import (
     check_id,
@@ -63,10 +64,8 @@ from devin_async._protocol import (
     parse_session,
     parse_session_page,
 )
-from devin_async.testing import FakeDevinServer
-
-from devin_async._aiohttp import AiohttpTransport
 from devin_async._transport import HTTPRequest, HTTPResponse
+from devin_async.testing import FakeDevinServer
 
 from .helpers import JSON as JSON_HEADERS
 from .helpers import FakeClock, ThreadedServer, parse_call, session_json
