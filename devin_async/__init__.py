@@ -7,6 +7,16 @@
 See README.md; `devin_async.testing.FakeDevinServer` is a local Devin for tests and demos.
 """
 
+from ._activity import (
+    ActivityEvent,
+    ActivityEventDetail,
+    ActivityEventMatch,
+    EventCategory,
+    Principal,
+    SessionInsights,
+    UploadedAttachment,
+)
+from ._attachments import Attachments
 from ._client import DevinClient
 from ._config import PollPolicy, RetryPolicy, Timeouts
 from ._enums import SessionStatus, StatusDetail
@@ -20,15 +30,18 @@ from ._errors import (
     ConflictError,
     CreateUnconfirmedError,
     DevinError,
+    EventLoopMismatchError,
     InternalServerError,
     MalformedResponseError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    StructuredOutputError,
     UnprocessableEntityError,
     WaitTimeoutError,
 )
 from ._fanout import CreateMany
+from ._follow import Follower
 from ._instrument import RequestEvent, ResponseEvent, RetryEvent
 from ._lifecycle import Phase
 from ._models import (
@@ -42,8 +55,10 @@ from ._models import (
     SessionEvent,
     SessionSecret,
 )
+from ._output import RunResult
 from ._pagination import Paginator
 from ._polling import Poller
+from ._results import SessionFailedError
 from ._sessions import Sessions
 from ._transport import HTTPRequest, HTTPResponse, Transport
 from ._version import __version__
@@ -53,7 +68,11 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "ActivityEvent",
+    "ActivityEventDetail",
+    "ActivityEventMatch",
     "Attachment",
+    "Attachments",
     "AuthenticationError",
     "BadRequestError",
     "BatchResult",
@@ -64,6 +83,9 @@ __all__ = [
     "CreateUnconfirmedError",
     "DevinClient",
     "DevinError",
+    "EventCategory",
+    "EventLoopMismatchError",
+    "Follower",
     "HTTPRequest",
     "HTTPResponse",
     "InternalServerError",
@@ -76,21 +98,27 @@ __all__ = [
     "Phase",
     "PollPolicy",
     "Poller",
+    "Principal",
     "PullRequest",
     "RateLimitError",
     "RequestEvent",
     "ResponseEvent",
     "RetryEvent",
     "RetryPolicy",
+    "RunResult",
     "Session",
     "SessionEvent",
+    "SessionFailedError",
+    "SessionInsights",
     "SessionSecret",
     "SessionStatus",
     "Sessions",
     "StatusDetail",
+    "StructuredOutputError",
     "Timeouts",
     "Transport",
     "UnprocessableEntityError",
+    "UploadedAttachment",
     "WaitTimeoutError",
     "Watcher",
     "__version__",

@@ -6,37 +6,39 @@ redirect, and maps aiohttp's failures to `APIConnectionError`/`APITimeoutError` 
 Why a second, connection-per-request session: a server may close a keep-alive connection just
 after answering (no `Connection: close`). A request written to such a pooled connection fails
 before any byte of the answer arrives. Sending the retry (or a create's resend after its token
-look-up) through the same pool could pick another dead connection, so after such a failure the
-next few requests go out on fresh connections.
+look-up) through the same pool could pick another dead connection, so after such a failure every
+request goes out on a fresh connection for FRESH_PERIOD seconds (then the pool is tried again).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from yarl import URL
 
-from ._errors import APIConnectionError, APITimeoutError, MalformedResponseError
+from ._errors import (
+    APIConnectionError,
+    APITimeoutError,
+    EventLoopMismatchError,
+    MalformedResponseError,
+)
 from ._transport import HTTPRequest, HTTPResponse
 
-__all__ = ["DEFAULT_CONNECTION_LIMIT", "DEFAULT_MAX_RESPONSE_BYTES", "AiohttpTransport",
-           "EventLoopMismatchError"]
+__all__ = ["DEFAULT_CONNECTION_LIMIT", "DEFAULT_MAX_RESPONSE_BYTES", "AiohttpTransport"]
 
 #: Connection pool: enough sockets for a fan-out of hundreds without opening thousands.
 DEFAULT_CONNECTION_LIMIT = 64
 #: The largest body the client reads; a bigger one is an error, never an unbounded buffer.
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
-#: Requests sent on fresh connections after one failed on a (probably) dead pooled connection.
-FRESH_AFTER_STALE = 4
+#: Seconds during which requests go out on fresh connections, after one failed on a (probably)
+#: dead pooled connection.
+FRESH_PERIOD = 60.0
 
 _ConnectionTimeout: tuple[type[BaseException], ...] = tuple(
     t for t in (getattr(aiohttp, "ConnectionTimeoutError", None),) if t is not None
 )
-
-
-class EventLoopMismatchError(APIConnectionError, RuntimeError):
-    """The client was first used in another event loop (one that is now closed or not running)."""
 
 
 def client_timeout(total: float, connect: float, read: float) -> aiohttp.ClientTimeout:
@@ -93,7 +95,7 @@ class AiohttpTransport:
         self._borrowed = session
         self._session = session
         self._fresh_session: aiohttp.ClientSession | None = None
-        self._fresh_left = 0
+        self._fresh_until = 0.0
         self._limit = connection_limit
         self._max_body = max_response_bytes
         self._connect = connect
@@ -120,12 +122,9 @@ class AiohttpTransport:
             raise EventLoopMismatchError(
                 "this DevinClient was first used in another event loop; a client (and its "
                 "connection pool) belongs to one loop: create a new DevinClient in this one "
-                "(e.g. one per asyncio.run)",
-                sent=False,
-            )
+                "(e.g. one per asyncio.run)")
         self._loop = loop
-        if self._fresh_left > 0:
-            self._fresh_left -= 1
+        if self._fresh_until and loop.time() < self._fresh_until:
             if self._fresh_session is None or self._fresh_session.closed:
                 self._fresh_session = aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(force_close=True), raise_for_status=False
@@ -165,7 +164,7 @@ class AiohttpTransport:
     async def send(self, request: HTTPRequest, *, timeout: float) -> HTTPResponse:
         """Send one request; return the whole answer or raise APIConnectionError."""
         http = self._http()
-        error: APIConnectionError
+        error: APIConnectionError | EventLoopMismatchError
         answered = False
         try:
             async with http.request(
@@ -200,20 +199,54 @@ class AiohttpTransport:
                 raise
             error = EventLoopMismatchError(
                 "the event loop this DevinClient was first used in is closed; create a new "
-                "DevinClient in the running loop", sent=False)
+                "DevinClient in the running loop")
         except aiohttp.ClientError as exc:
             if not answered and isinstance(
                 exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError
             ):
                 # Probably a pooled connection the server had already closed: what follows
-                # goes out on fresh connections.
-                self._fresh_left = FRESH_AFTER_STALE
+                # goes out on fresh connections for a while.
+                self._fresh_until = asyncio.get_running_loop().time() + FRESH_PERIOD
             error = APIConnectionError(
                 f"the connection failed during {_where(request)}: {type(exc).__name__}: {exc}",
                 sent=True,
             )
         # Raised here, outside the handlers, so it has no __context__: aiohttp's exception
         # carries the request headers (the API key) in its request_info.
+        raise error
+
+    async def stream(self, request: HTTPRequest, *, timeout: float,
+                     sink: Callable[[bytes], Awaitable[None]], max_bytes: int) -> HTTPResponse:
+        """Send `request`; feed a 2xx body to `sink` chunk by chunk (at most `max_bytes`).
+
+        The returned response's body is empty for a 2xx answer, the (capped) body otherwise.
+        """
+        http = self._http()
+        error: APIConnectionError | MalformedResponseError
+        try:
+            async with http.request(
+                request.method, URL(request.url, encoded=True), data=request.body,
+                headers=request.headers, allow_redirects=False, timeout=self._timeout(timeout),
+            ) as resp:
+                if not 200 <= resp.status < 300:
+                    return HTTPResponse(resp.status, resp.headers, await self._read_body(resp))
+                size = 0
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise MalformedResponseError(
+                            f"the download exceeds its limit of {max_bytes} bytes",
+                            status=resp.status)
+                    await sink(chunk)
+                return HTTPResponse(resp.status, resp.headers, b"")
+        except aiohttp.ClientConnectorError as exc:
+            error = APIConnectionError(f"could not connect ({_where(request)}): "
+                                       f"{type(exc).__name__}: {exc.os_error or exc}", sent=False)
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            error = APITimeoutError(f"timed out during {_where(request)}", sent=True)
+        except aiohttp.ClientError as exc:
+            error = APIConnectionError(f"the connection failed during {_where(request)}: "
+                                       f"{type(exc).__name__}: {exc}", sent=True)
         raise error
 
     async def aclose(self) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from . import _json
 from ._aiohttp import DEFAULT_CONNECTION_LIMIT, DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport
 from ._config import PollPolicy, RetryPolicy, Timeouts
 from ._engine import Engine
@@ -23,12 +24,15 @@ from ._errors import ClientClosedError
 from ._instrument import Hook, Hooks, as_hooks, configure_from_env
 from ._protocol import check_id
 from ._redact import Redactor, mask_key
+from ._tracing import make_tracer
 from ._transport import Transport
 from ._version import __version__
 
 if TYPE_CHECKING:
     import aiohttp
 
+    from ._activity import Principal
+    from ._attachments import Attachments
     from ._models import Session
     from ._sessions import Sessions
     from ._watcher import Watcher
@@ -39,7 +43,8 @@ DEFAULT_BASE_URL = "https://api.devin.ai"
 API_VERSIONS = ("v3beta1", "v3")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Return whether `host` names this machine (localhost, 127.0.0.0/8, ::1)."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -70,7 +75,7 @@ def check_base_url(base_url: object, allow_insecure_http: bool) -> str:
             f"got {base_url!r}; the SDK adds /{{api_version}}/organizations/{{org_id}} itself "
             "(set api_version= for the version)"
         )
-    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(host):
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(host):
         raise ValueError(
             f"base_url uses plain http:// to a non-loopback host ({host}); the API key "
             "would travel unencrypted. Use https:// or pass allow_insecure_http=True"
@@ -117,6 +122,10 @@ class DevinClient:
             resolved by looking it up instead of risking a duplicate (default True).
         connection_limit: the most connections the default transport keeps open.
         max_response_bytes: the largest response body read (after decompression).
+        tracing: OpenTelemetry spans when `opentelemetry-api` is installed (the `otel`
+            extra): True (the global tracer provider), False, or a TracerProvider.
+        json_codec: "json" (the stdlib's) or "orjson"; default orjson when installed, unless
+            `DEVIN_ASYNC_JSON=json`.
 
     Raises:
         ValueError: a missing key or org id, a bad base URL or version, or a bad setting.
@@ -143,6 +152,8 @@ class DevinClient:
         client_tokens: bool = True,
         connection_limit: int = DEFAULT_CONNECTION_LIMIT,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        tracing: bool | Any = True,
+        json_codec: str | None = None,
     ) -> None:
         key = _check_key(api_key)
         org = org_id if org_id is not None else os.environ.get("DEVIN_ORG_ID", "").strip()
@@ -184,7 +195,8 @@ class DevinClient:
         self.transport: Transport = transport
         self._engine = Engine(
             transport=transport,
-            origin=f"{self.base_url}/{api_version}",
+            base_url=self.base_url,
+            version=api_version,
             org_path=f"/organizations/{org}",
             headers={
                 "Authorization": f"Bearer {key}",
@@ -197,9 +209,12 @@ class DevinClient:
             clock=clock or time.monotonic,
             sleep=sleep or asyncio.sleep,
             hooks=Hooks(as_hooks(on_request), as_hooks(on_response), as_hooks(on_retry)),
+            tracer=make_tracer(tracing, f"{self.base_url}/"),
+            codec=_json.get(json_codec),
         )
         self._closed = False
         self._sessions: Sessions | None = None
+        self._attachments: Attachments | None = None
         configure_from_env()
 
     # -- public surface -------------------------------------------------------------------
@@ -223,6 +238,24 @@ class DevinClient:
             self._sessions = Sessions(self._engine, poll=self.poll_policy,
                                       client_tokens=self.client_tokens)
         return self._sessions
+
+    @property
+    def attachments(self) -> Attachments:
+        """The attachment endpoints (upload, download)."""
+        if self._attachments is None:
+            from ._attachments import Attachments
+
+            self._attachments = Attachments(self._engine)
+        return self._attachments
+
+    async def whoami(self) -> Principal:
+        """Return who this client's key is (`GET /v3/self`): principal type, org, user."""
+        from ._activity import parse_principal
+        from ._decisions import Kind
+        from ._protocol import Request
+
+        reply = await self._engine.request(Request("GET", "/v3/self", Kind.READ), root=True)
+        return parse_principal(reply.data)
 
     def watch(
         self,

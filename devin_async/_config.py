@@ -97,13 +97,13 @@ class RetryPolicy:
     """
 
     max_attempts: int = attrs.field(default=4)
-    initial_backoff: float = attrs.field(default=0.5, validator=_non_negative)
-    max_backoff: float = attrs.field(default=8.0, validator=_non_negative)
+    initial_backoff: float = attrs.field(default=0.5, validator=_positive)
+    max_backoff: float = attrs.field(default=8.0, validator=_positive)
     multiplier: float = attrs.field(default=2.0, validator=_at_least_one)
     jitter: bool = attrs.field(default=True, validator=_bool)
-    max_retry_after: float = attrs.field(default=60.0, validator=_non_negative)
+    max_retry_after: float = attrs.field(default=60.0, validator=_positive)
     deadline: float = attrs.field(default=180.0, validator=_positive)
-    settle: float = attrs.field(default=5.0, validator=_non_negative)
+    settle: float = attrs.field(default=3.0, validator=_non_negative)
 
     @max_attempts.validator
     def _check_attempts(self, attribute: attrs.Attribute[int], value: int) -> None:

@@ -98,16 +98,29 @@ MAX_URL_LENGTH = 2083
 MAX_IDEMPOTENCY_KEY = 256
 
 
+def _redacted(_value: object) -> str:
+    return "<redacted>"
+
+
 @attrs.frozen
 class SessionSecret:
-    """A secret given to one session only; its `value` never shows in a repr, log or error."""
+    """A session-only secret; its value never shows in a repr (or str)."""
 
     key: str
-    value: str = attrs.field(repr=lambda _: "<redacted>")
+    value: str = attrs.field(repr=_redacted)
     sensitive: bool = True
 
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.key, str) or not 1 <= len(self.key) <= 256:
+            raise ValueError("a session secret's key must be a string of 1 to 256 characters")
+        if not isinstance(self.value, str) or len(self.value) > 65536:
+            raise ValueError("a session secret's value must be a string of at most 65536 "
+                             "characters")
+        if not isinstance(self.sensitive, bool):
+            raise ValueError("a session secret's sensitive flag must be a bool")
+
     def to_json(self) -> dict[str, Any]:
-        """Return the create body's form of the secret."""
+        """Return the create body's `{key, value, sensitive}` item."""
         return {"key": self.key, "value": self.value, "sensitive": self.sensitive}
 
 
@@ -130,7 +143,13 @@ def _secrets(value: object) -> list[SessionSecret] | None:
         return None
     if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
         raise ValueError("session_secrets must be a list of SessionSecret (or dicts)")
-    return [_secret(item) for item in value]
+    out = []
+    for n, item in enumerate(value):
+        try:
+            out.append(_secret(item))
+        except ValueError as exc:
+            raise ValueError(f"session_secrets[{n}]: {exc}") from None
+    return out
 
 
 def _attachment_urls(value: object) -> list[str] | None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from . import _json
 from ._config import RetryPolicy, Timeouts
@@ -40,7 +40,8 @@ from ._instrument import Hooks, RequestEvent, ResponseEvent, RetryEvent, fire, l
 from ._protocol import Request, decode_error, decode_json, encode_url, parse_retry_after, request_id
 from ._ratelimit import RateLimiter
 from ._redact import Redactor
-from ._transport import HTTPRequest, Transport
+from ._tracing import Tracer
+from ._transport import HTTPRequest, HTTPResponse, Transport
 
 __all__ = ["Engine", "LookUp", "Reply"]
 
@@ -70,25 +71,41 @@ LookUp = Callable[[float], Awaitable["Reply | None"]]
 _LOOK_UPS = (Action.LOOK_UP, Action.LOOK_UP_ONLY)
 
 
+class Sink(Protocol):
+    """Where a streamed 2xx body goes (a download): chunks, a size cap, and a restart."""
+
+    limit: int
+
+    async def write(self, chunk: bytes) -> None:
+        """Take the next chunk."""
+
+    def reset(self) -> bool:
+        """Forget what was written, for a retry; False if that is impossible."""
+
+
 class Engine:
     """Send requests for one client: rate limited, retried per the table, within a deadline.
 
     Args:
         transport: what moves the bytes.
-        origin: the API origin and version prefix, e.g. `https://api.devin.ai/v3beta1`.
-        org_path: the organization's path below it, e.g. `/organizations/org-1`.
+        base_url: the API origin, e.g. `https://api.devin.ai`.
+        version: the API version path segment, e.g. `v3beta1`.
+        org_path: the organization's path below the version, e.g. `/organizations/org-1`.
         headers: sent with every request (the Authorization header among them).
         redactor: masks the API key in server-derived text.
         retry, timeouts: the client's policies.
         clock, sleep: a monotonic clock and an async sleep (injected in tests).
         hooks: the client's event hooks.
+        tracer: the client's OpenTelemetry spans, if tracing is on.
+        codec: the JSON codec (default: the process's, see `_json`).
     """
 
     def __init__(
         self,
         *,
         transport: Transport,
-        origin: str,
+        base_url: str,
+        version: str,
         org_path: str,
         headers: Mapping[str, str],
         redactor: Redactor,
@@ -97,8 +114,16 @@ class Engine:
         clock: Clock,
         sleep: Sleep,
         hooks: Hooks,
+        tracer: Tracer | None = None,
+        codec: _json.Codec | None = None,
     ) -> None:
         self.transport = transport
+        #: OpenTelemetry spans (None: tracing off, and no span object is ever made).
+        self.tracer = tracer
+        self.codec = codec or _json.default()
+        self._loads = self.codec.loads
+        self._dumps = self.codec.dumps
+        self._attempt = self._send_once if tracer is None else self._traced_attempt
         self.retry = retry
         self.timeouts = timeouts
         self.clock = clock
@@ -107,10 +132,12 @@ class Engine:
         self.redactor = redactor
         self.org_path = org_path
         self.limiter = RateLimiter(clock, sleep, max_pause=retry.max_retry_after)
-        self._origin = origin
-        self._prefix = origin + org_path
+        self.base_url = base_url
+        self._prefix = f"{base_url}/{version}{org_path}"
         self._headers = dict(headers)
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        # What an absolute URL off the API origin gets: no Authorization.
+        self._anon_headers = {k: v for k, v in self._headers.items() if k != "Authorization"}
         self._capped_logged = False
         #: Set by the client's `aclose()`: every later request raises ClientClosedError.
         self.closed = False
@@ -129,8 +156,8 @@ class Engine:
             return hint
         if not self._capped_logged:
             self._capped_logged = True
-            logger.warning("a server asked to wait %.0f s; waiting at most max_retry_after=%g s "
-                           "(logged once per client)", min(hint, 1e18), cap)
+            logger.warning("a server's Retry-After hint of %.0f s was capped at "
+                           "max_retry_after=%g s (logged once per client)", min(hint, 1e18), cap)
         return cap
 
     async def request(
@@ -140,29 +167,31 @@ class Engine:
         deadline: float | None = None,
         root: bool = False,
         look_up: LookUp | None = None,
+        sink: Sink | None = None,
     ) -> Reply:
         """Send `req` until it succeeds or the table says raise; return the decoded answer.
 
         Args:
             req: the request, its path below the organization (or the origin, with `root`).
             deadline: the call's deadline (default: the policy's deadline from now).
-            root: the path is below the API origin, not the organization (`/self`).
+            root: the path is below the API origin, not the organization (`/v3/self`).
             look_up: for a create, how to look its token up after an ambiguous failure.
+            sink: stream a 2xx body there instead of decoding it (the reply's data is None).
         """
         if self.closed:
             raise ClientClosedError("this DevinClient is closed; create a new one")
         if deadline is None:
             deadline = self.clock() + self.retry.deadline
         try:
-            return await self._attempt(req, 1, deadline, root)
+            return await self._attempt(req, 1, deadline, root, sink)
         except DevinError as exc:
             error: DevinError = exc
-        return await self._retry(req, error, deadline, root, look_up)
+        return await self._retry(req, error, deadline, root, look_up, sink)
 
     # -- the retry loop ---------------------------------------------------------------------
 
     async def _retry(self, req: Request, error: DevinError, deadline: float, root: bool,
-                     look_up: LookUp | None) -> Reply:
+                     look_up: LookUp | None, sink: Sink | None) -> Reply:
         policy = self.retry
         attempt = 1
         pending = False  # a create that may still be under way: looked up, never sent again
@@ -183,6 +212,8 @@ class Engine:
                 raise error
             if action is not Action.LOOK_UP_ONLY and not self.limiter.allow_retry(error):
                 raise error  # the retry budget is spent: an outage is not multiplied
+            if sink is not None and not sink.reset():
+                raise error  # part of the body went where it cannot be taken back
             self._before_sleep(req, attempt, delay, error)
             if delay > 0:
                 await self.sleep(delay)
@@ -194,7 +225,7 @@ class Engine:
                 if pending:
                     continue  # not there yet: look again after the next backoff
             try:
-                return await self._attempt(req, attempt, deadline, root)
+                return await self._attempt(req, attempt, deadline, root, sink)
             except DevinError as exc:
                 error = exc
                 pending = False
@@ -215,10 +246,30 @@ class Engine:
 
     # -- one attempt ------------------------------------------------------------------------
 
-    async def _attempt(self, req: Request, attempt: int, deadline: float, root: bool) -> Reply:
+    async def _traced_attempt(self, req: Request, attempt: int, deadline: float, root: bool,
+                              sink: Sink | None = None) -> Reply:
+        assert self.tracer is not None
+        tracer = self.tracer
+        span = tracer.client_span(req.method, self._http_request(req, root).url, attempt)
+        try:
+            reply = await self._send_once(req, attempt, deadline, root, sink)
+        except DevinError as exc:
+            tracer.finish(span, getattr(exc, "status", None) or None, exc)
+            raise
+        except BaseException as exc:
+            tracer.finish(span, None, exc)
+            raise
+        data = reply.data
+        if type(data) is dict and isinstance(data.get("session_id"), str):
+            span.set_attribute("devin.session_id", data["session_id"])
+        tracer.finish(span, reply.status, None)
+        return reply
+
+    async def _send_once(self, req: Request, attempt: int, deadline: float, root: bool,
+                         sink: Sink | None = None) -> Reply:
         await self.limiter.acquire(deadline)
         hooks = self.hooks
-        path = req.path if root else self.org_path + req.path
+        path = req.path if root or req.url else self.org_path + req.path
         if hooks.on_request:
             fire(hooks.on_request, RequestEvent(req.method, path, attempt))
         clock = self.clock
@@ -227,14 +278,13 @@ class Engine:
         if timeout <= 0:
             raise APITimeoutError(f"the call's deadline passed before {req.method} {path} was "
                                   "sent", method=req.method, path=path, sent=False)
-        url = encode_url((self._origin if root else self._prefix) + req.path, req.params)
-        if req.json is None:
-            http = HTTPRequest(req.method, url, self._headers, None)
-        else:
-            http = HTTPRequest(req.method, url, self._json_headers, _json.dumps(req.json))
+        http = self._http_request(req, root)
         failure: DevinError | None = None
         try:
-            status, headers, body = await self.transport.send(http, timeout=timeout)
+            if sink is None:
+                status, headers, body = await self.transport.send(http, timeout=timeout)
+            else:
+                status, headers, body = await self._stream(http, timeout, sink)
         except APIConnectionError as exc:
             failure = self._connection_error(exc, req.method, path, type(exc), exc.sent)
         except TimeoutError as exc:
@@ -257,11 +307,13 @@ class Engine:
             logger.debug("%s %s -> %d in %.1f ms (attempt %d)",
                          req.method, path, status, elapsed * 1e3, attempt)
         limiter = self.limiter
-        if 200 <= status < 300:
+        if 200 <= status < 300 or (req.redirect and 300 <= status < 400):
             limiter.on_success()
+            if status >= 300 or sink is not None or (status == 204 and not body):
+                return Reply(None, status, headers, self.cap_hint(parse_retry_after(headers)))
             hint = parse_retry_after(headers) if headers else None
             try:
-                data = decode_json(status, body)
+                data = decode_json(status, body, self._loads)
             except MalformedResponseError as exc:
                 malformed = MalformedResponseError(
                     self.redactor.text(str(exc)), status=status,
@@ -270,9 +322,37 @@ class Engine:
                 return Reply(data, status, headers, self.cap_hint(hint))
             raise malformed
         error = decode_error(status, headers, body, method=req.method, path=path,
-                             redact=self.redactor)
+                             redact=self.redactor, loads=self._loads)
         self._throttled(limiter, error)
         raise error
+
+    async def _stream(self, http: HTTPRequest, timeout: float, sink: Sink) -> HTTPResponse:
+        stream = getattr(self.transport, "stream", None)
+        if stream is not None:
+            response: HTTPResponse = await stream(http, timeout=timeout, sink=sink.write,
+                                                  max_bytes=sink.limit)
+            return response
+        response = await self.transport.send(http, timeout=timeout)  # no streaming: whole body
+        if 200 <= response.status < 300:
+            if len(response.body) > sink.limit:
+                raise MalformedResponseError(
+                    f"the download exceeds its limit of {sink.limit} bytes",
+                    status=response.status)
+            await sink.write(response.body)
+            return HTTPResponse(response.status, response.headers, b"")
+        return response
+
+    def _http_request(self, req: Request, root: bool) -> HTTPRequest:
+        if req.url is not None:
+            return HTTPRequest(req.method, encode_url(req.url, req.params), self._anon_headers)
+        url = encode_url((self.base_url if root else self._prefix) + req.path, req.params)
+        if req.json is not None:
+            return HTTPRequest(req.method, url, self._json_headers, self._dumps(req.json))
+        if req.body is not None:
+            headers = {**self._headers, "Content-Type": req.content_type or
+                       "application/octet-stream"}
+            return HTTPRequest(req.method, url, headers, req.body)
+        return HTTPRequest(req.method, url, self._headers, None)
 
     def _throttled(self, limiter: RateLimiter, error: APIStatusError) -> None:
         hint = error.retry_after

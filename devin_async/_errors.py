@@ -13,7 +13,11 @@
     │   ├── UnprocessableEntityError 422 (.errors: the detail list as sent)
     │   ├── RateLimitError          429
     │   └── InternalServerError     5xx
-    ├── WaitTimeoutError            wait()/poll() deadline (.last_session)
+    ├── WaitTimeoutError            wait()/poll() deadline (.last_session); also a TimeoutError
+    ├── StructuredOutputError       a structured output missing or not fitting (.session .raw)
+    ├── SessionFailedError          run(): the session ended in error (.session, .session_id)
+    ├── ClientClosedError           the client was used after aclose(); also a RuntimeError
+    ├── EventLoopMismatchError      the client was used in a second event loop
     ├── MalformedResponseError      a 2xx whose body is not the JSON promised
     └── CreateUnconfirmedError      a create that may or may not have happened (.client_token)
 
@@ -39,11 +43,13 @@ __all__ = [
     "ConflictError",
     "CreateUnconfirmedError",
     "DevinError",
+    "EventLoopMismatchError",
     "InternalServerError",
     "MalformedResponseError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "StructuredOutputError",
     "UnprocessableEntityError",
     "WaitTimeoutError",
 ]
@@ -145,6 +151,14 @@ class ClientClosedError(DevinError, RuntimeError):
     """The client was used after `aclose()`."""
 
 
+class EventLoopMismatchError(DevinError, RuntimeError):
+    """The client was first used in another event loop (now closed or not running).
+
+    A client and its connection pool belong to one loop: create a new `DevinClient` in each
+    `asyncio.run(...)`.
+    """
+
+
 class MalformedResponseError(DevinError):
     """A 2xx answer whose body is not the JSON the API promises."""
 
@@ -184,3 +198,16 @@ def error_class_for(status: int) -> type[APIStatusError]:
     if status >= 500:
         return InternalServerError
     return STATUS_ERRORS.get(status, APIStatusError)
+
+
+class StructuredOutputError(DevinError):
+    """A settled session has no structured output, or one that does not fit `output_type`.
+
+    `.session` is the settled session, `.raw` its `structured_output` as sent (None if missing);
+    when the output did not fit, `.__cause__` is the structuring error.
+    """
+
+    def __init__(self, message: str, *, session: Session, raw: Any):
+        super().__init__(message)
+        self.session = session
+        self.raw = raw

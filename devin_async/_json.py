@@ -16,8 +16,9 @@ reads it as a float), a lone surrogate escape (orjson refuses it), nesting betwe
 1024 levels (only orjson reads it), the wording of the decoder's error message, and `dumps` of a
 NaN that skipped validation (orjson writes null, the stdlib raises ValueError).
 
-The codec is chosen once, at import: orjson when installed, unless `DEVIN_ASYNC_JSON=json`.
-`use()` switches it for the whole process; it is there for the tests and benchmarks.
+The default codec is chosen once, the first time a client needs it: orjson when installed, unless
+`DEVIN_ASYNC_JSON=json`. Nothing rebinds it afterwards; a client built with
+`DevinClient(json_codec="json")` (or "orjson") uses that codec instead, for itself only.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ import math
 import os
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["CODECS", "codec", "dumps", "loads", "use"]
+__all__ = ["CODECS", "Codec", "codec", "default", "get"]
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -83,41 +84,54 @@ def _orjson_codec() -> tuple[Callable[[bytes], Any], Callable[[Any], bytes]] | N
     return orjson_loads, orjson_dumps
 
 
-CODECS: dict[str, tuple[Callable[[bytes], Any], Callable[[Any], bytes]]] = {
-    "json": (_std_loads, _std_dumps),
-}
+class Codec(NamedTuple):
+    """A JSON codec: its name, `loads(bytes) -> data` and `dumps(data) -> bytes`."""
+
+    name: str
+    #: Decode a response body; ValueError or UnicodeDecodeError if it is not JSON.
+    loads: Callable[[bytes], Any]
+    #: Encode request data to compact JSON bytes; TypeError or ValueError if it is not JSON.
+    dumps: Callable[[Any], bytes]
+
+
+CODECS: dict[str, Codec] = {"json": Codec("json", _std_loads, _std_dumps)}
 if (_fast := _orjson_codec()) is not None:
-    CODECS["orjson"] = _fast
+    CODECS["orjson"] = Codec("orjson", *_fast)
 
-#: Decode a response body to Python data; ValueError or UnicodeDecodeError if it is not JSON.
-loads: Callable[[bytes], Any]
-#: Encode request data to compact JSON bytes; TypeError or ValueError if it is not JSON data.
-dumps: Callable[[Any], bytes]
-_name = ""
+_default: Codec | None = None
 
 
-def use(name: str) -> None:
-    """Switch the codec: "json" or "orjson" (ValueError if it is not installed)."""
-    global loads, dumps, _name
-    if name not in CODECS:
-        raise ValueError(f"JSON codec {name!r} is not available; have: {', '.join(CODECS)}")
-    loads, dumps = CODECS[name]
-    _name = name
-
-
-def codec() -> str:
-    """Return the name of the codec in use."""
-    return _name
-
-
-def _default() -> str:
+def _default_name() -> str:
     asked = os.environ.get("DEVIN_ASYNC_JSON", "").strip().lower()
     if asked in ("json", "stdlib"):
         return "json"
     if asked not in ("", "orjson"):
         warnings.warn(f"DEVIN_ASYNC_JSON={asked!r} is not 'json' or 'orjson'; ignored",
-                      RuntimeWarning, stacklevel=2)
+                      RuntimeWarning, stacklevel=3)
     return "orjson" if "orjson" in CODECS else "json"
 
 
-use(_default())
+def default() -> Codec:
+    """Return the process's default codec (chosen on first use, then fixed)."""
+    global _default
+    if _default is None:
+        _default = CODECS[_default_name()]
+    return _default
+
+
+def get(name: str | None = None) -> Codec:
+    """Return the codec called `name` ("json" or "orjson"), or the default for None.
+
+    Raises:
+        ValueError: no such codec is installed.
+    """
+    if name is None:
+        return default()
+    if name not in CODECS:
+        raise ValueError(f"JSON codec {name!r} is not available; have: {', '.join(CODECS)}")
+    return CODECS[name]
+
+
+def codec() -> str:
+    """Return the name of the default codec."""
+    return default().name

@@ -31,6 +31,7 @@ from ._errors import APIStatusError, DevinError, MalformedResponseError, WaitTim
 from ._instrument import logger
 from ._lifecycle import Phase
 from ._models import Session
+from ._tracing import internal
 
 if TYPE_CHECKING:
     from ._sessions import Sessions
@@ -190,7 +191,8 @@ class Poller:
             if self._timeout is not None:
                 self._deadline = self._engine.clock() + self._timeout
         try:
-            session = await self._next_change()
+            with internal(self._engine.tracer, "devin.poll", {"devin.session_id": self.session_id}):
+                session = await self._next_change()
         except asyncio.CancelledError:
             raise  # the consumer went away; a later __anext__ may resume
         except BaseException:

@@ -54,10 +54,14 @@ _MAX_DETAIL = 500
 
 
 class Request(NamedTuple):
-    """One API call as data: method, path below the base URL, query and JSON body.
+    """One API call as data: method, path below the organization, query and body.
 
     A NamedTuple rather than a frozen attrs class: one is built per call, and a tuple is built
     in a fifth of the instructions (immutable all the same).
+
+    Beyond the JSON calls: `body` + `content_type` carry a raw (or streamed, re-iterable) body;
+    `url` sends to an absolute URL instead (without the Authorization header: only the API
+    origin ever gets the key); `redirect` returns a 3xx answer instead of failing on it.
     """
 
     method: str
@@ -65,6 +69,10 @@ class Request(NamedTuple):
     kind: Kind
     params: tuple[tuple[str, str], ...] = ()
     json: Any = None
+    body: Any = None
+    content_type: str | None = None
+    url: str | None = None
+    redirect: bool = False
 
 
 def encode_url(base: str, params: tuple[tuple[str, str], ...]) -> str:
@@ -173,10 +181,6 @@ def request_id(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def _loads(body: bytes) -> Any:
-    return _json.loads(body)  # looked up per call: `_json.use()` may switch the codec
-
-
 def _text_of(body: bytes) -> str:
     text = body.decode("utf-8", errors="replace")
     if "<" in text and ">" in text:  # an HTML page from a proxy: its title, else the bare text
@@ -238,16 +242,18 @@ def decode_error(
     path: str = "",
     now: float | None = None,
     redact: Redactor | None = None,
+    loads: Callable[[bytes], Any] | None = None,
 ) -> APIStatusError:
     """Turn a non-2xx answer into its typed error (pure; never raises).
 
-    `redact` masks a secret in everything taken from the answer (body, detail, request id).
+    `redact` masks a secret in everything taken from the answer (body, detail, request id);
+    `loads` is the client's JSON codec (default: the process's).
     """
     decoded: Any
     detail = ""
     errors: list[dict[str, Any]] = []
     try:
-        decoded = _loads(body) if body.strip() else None
+        decoded = (loads or _json.default().loads)(body) if body.strip() else None
     except (ValueError, UnicodeDecodeError, RecursionError):
         decoded = body.decode("utf-8", errors="replace")
         detail = _text_of(body)
@@ -300,8 +306,8 @@ _REASONS = {
 }
 
 
-def decode_json(status: int, body: bytes) -> Any:
-    """Parse a 2xx body as JSON, or raise MalformedResponseError."""
+def decode_json(status: int, body: bytes, loads: Callable[[bytes], Any] | None = None) -> Any:
+    """Parse a 2xx body as JSON (with the codec's `loads`), or raise MalformedResponseError."""
     if not body or body.isspace():  # == `not body.strip()`, without copying the body
         raise MalformedResponseError(
             f"the server answered {status} with an empty body where JSON was expected",
@@ -309,7 +315,7 @@ def decode_json(status: int, body: bytes) -> Any:
             body=b"",
         )
     try:
-        return _loads(body)
+        return (loads or _json.default().loads)(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         preview = body[:200].decode("utf-8", errors="replace")
         raise MalformedResponseError(

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from . import _results
 from ._config import PollPolicy
 from ._create import Creator
-from ._create_request import check_user_tags as _check_user_tags
 from ._decisions import Kind
 from ._engine import Engine, Reply
 from ._errors import MalformedResponseError
+from ._filters import empty_page, page_size_of, schema_of, session_filters, session_page
+from ._follow import Follower
 from ._models import (
-    TOKEN_TAG_PREFIX,
     Attachment,
     CreateSessionRequest,
     Message,
@@ -27,18 +28,18 @@ from ._models import (
     Session,
     SessionSecret,
 )
+from ._output import RunResult
 from ._pagination import Paginator
 from ._protocol import (
     Request,
     check_id,
-    check_tags,
-    encode_array,
     parse_attachments,
     parse_message_page,
     parse_session,
-    parse_session_page,
-    parse_tags,
 )
+from ._session_actions import SessionActions
+from ._session_activity import SessionActivity
+from ._tracing import internal
 
 if TYPE_CHECKING:
     from ._fanout import CreateMany
@@ -47,88 +48,9 @@ if TYPE_CHECKING:
 __all__ = ["Paginator", "Sessions"]
 
 T = TypeVar("T")
-MAX_PAGE_SIZE = 200
 
 
-def _timestamp(name: str, value: int | float | dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            raise ValueError(f"{name} must be timezone-aware (or Unix seconds)")
-        return str(int(value.timestamp()))
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e11:
-        raise ValueError(f"{name} must be Unix seconds (a non-negative int) or a datetime")
-    return str(int(value))
-
-
-def page_size_of(value: object) -> int:
-    """Return `value` if it is a valid page size (1..200), else raise ValueError."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PAGE_SIZE:
-        raise ValueError(f"page_size must be an int from 1 to {MAX_PAGE_SIZE}, got {value!r}")
-    return value
-
-
-def _str_list(name: str, values: Iterable[str] | None) -> list[str] | None:
-    if values is None:
-        return None
-    if isinstance(values, str | bytes):
-        raise ValueError(f"{name} must be a list of strings, not a single string")
-    items = list(values)
-    for item in items:
-        if not isinstance(item, str) or not item or "," in item:
-            raise ValueError(f"{name} must hold non-empty strings without commas, found {item!r}")
-    return items
-
-
-def session_filters(**filters: Any) -> builtins.list[tuple[str, str]] | None:
-    """Return the query pairs of the session list's filters (None: `session_ids=[]`, no match).
-
-    Raises:
-        ValueError: a filter is malformed.
-    """
-    params: builtins.list[tuple[str, str]] = []
-    for name in ("session_ids", "tags", "origins", "user_ids", "service_user_ids", "repo_names"):
-        items = _str_list(name, filters.get(name))
-        if items:
-            params += encode_array(name, items)
-        elif items is not None and name == "session_ids":
-            return None  # no ids: nothing can match
-    for name in ("created_after", "created_before", "updated_after", "updated_before"):
-        value = _timestamp(name, filters.get(name))
-        if value is not None:
-            params.append((name, value))
-    for name in ("playbook_id", "schedule_id", "category"):
-        text = filters.get(name)
-        if text is not None:
-            if not isinstance(text, str) or not text:
-                raise ValueError(f"{name} must be a non-empty string")
-            params.append((name, text))
-    archived = filters.get("is_archived")
-    if archived is not None:
-        if not isinstance(archived, bool):
-            raise ValueError("is_archived must be a bool")
-        params.append(("is_archived", "true" if archived else "false"))
-    return params
-
-
-def _unique(page: Page[Session]) -> Page[Session]:
-    """Raise MalformedResponseError if a page lists one session twice in different states."""
-    seen: dict[str, tuple[str, str | None, int]] = {}
-    for s in page.items:
-        state = (s.status.value, None if s.status_detail is None else s.status_detail.value,
-                 s.updated_at)
-        if seen.setdefault(s.session_id, state) != state:
-            raise MalformedResponseError(
-                f"a list page holds session {s.session_id} twice, in different states")
-    return page
-
-
-async def _empty_page(cursor: str | None, first: int) -> Page[Any]:
-    return Page(items=[])
-
-
-class Sessions:
+class Sessions(SessionActions, SessionActivity):
     """The session endpoints of one client (`client.sessions`)."""
 
     def __init__(self, engine: Engine, *, poll: PollPolicy, client_tokens: bool = True) -> None:
@@ -277,31 +199,66 @@ class Sessions:
             schedule_id=schedule_id, user_ids=user_ids, service_user_ids=service_user_ids,
             is_archived=is_archived, repo_names=repo_names, category=category)
         if params is None:
-            return Paginator(_empty_page, page_size=size)
+            return Paginator(empty_page, page_size=size)
         return Paginator(self.fetcher("/sessions", params, session_page), page_size=size)
 
-    def messages(self, session_id: str, *, page_size: int = 100) -> Paginator[Message]:
-        """List a session's messages, oldest first, following every page."""
+    @overload
+    def messages(self, session_id: str, *, page_size: int = 100,
+                 follow: Literal[False] = False) -> Paginator[Message]: ...
+
+    @overload
+    def messages(self, session_id: str, *, page_size: int = 100,
+                 follow: Literal[True]) -> Follower[Message]: ...
+
+    def messages(self, session_id: str, *, page_size: int = 100,
+                 follow: bool = False) -> Paginator[Message] | Follower[Message]:
+        """List a session's messages, oldest first, following every page.
+
+        With `follow=True`, keep yielding new messages as they come, until the session is
+        terminal (or the iterator is closed).
+        """
         sid = check_id("session_id", session_id)
+        size = page_size_of(page_size)
+        if follow:
+            return self.follow_messages(sid, page_size=size)
         return Paginator(self.fetcher(f"/sessions/{sid}/messages", [], parse_message_page),
-                         page_size=page_size_of(page_size))
+                         page_size=size)
+
+    def follow_messages(self, session_id: str, *, page_size: int = 100,
+                        deadline: float | None = None) -> Follower[Message]:
+        """Tail a session's messages until it is terminal (or `deadline`, engine clock)."""
+        sid = check_id("session_id", session_id)
+        reader = self.page_reader(f"/sessions/{sid}/messages", [], parse_message_page)
+        return Follower(self, sid, reader, _message_key, page_size=page_size, deadline=deadline)
 
     def fetcher(
         self, path: str, params: builtins.list[tuple[str, str]], parse: Callable[[Any], Page[T]],
-        *, on_reply: Callable[[Any], None] | None = None,
-    ) -> Callable[[str | None, int], Any]:
+        *, on_reply: Callable[[Reply], None] | None = None,
+    ) -> Callable[[str | None, int], Awaitable[Page[T]]]:
         """Return a page fetcher for `path` (`on_reply` sees each page's `Reply`)."""
+        fetch = self.page_reader(path, params, parse)
+
+        async def pages(cursor: str | None, first: int) -> Page[T]:
+            page, reply = await fetch(cursor, first)
+            if on_reply is not None:
+                on_reply(reply)
+            return page
+
+        return pages
+
+    def page_reader(
+        self, path: str, params: builtins.list[tuple[str, str]], parse: Callable[[Any], Page[T]],
+    ) -> Callable[[str | None, int], Awaitable[tuple[Page[T], Reply]]]:
+        """Return `(cursor, first) -> (page, reply)` for `path` (one engine call per page)."""
         engine = self.engine
         base: tuple[tuple[str, str], ...] = tuple(params)
 
-        async def fetch(cursor: str | None, first: int) -> Page[T]:
+        async def fetch(cursor: str | None, first: int) -> tuple[Page[T], Reply]:
             query = (("first", str(first)), *base)
             if cursor is not None:
                 query = (*query, ("after", cursor))
             reply = await engine.request(Request("GET", path, Kind.READ, params=query))
-            if on_reply is not None:
-                on_reply(reply)
-            return parse(reply.data)
+            return parse(reply.data), reply
 
         return fetch
 
@@ -312,81 +269,46 @@ class Sessions:
             Request("GET", f"/sessions/{sid}/attachments", Kind.READ))
         return parse_attachments(reply.data)
 
-    # -- act --------------------------------------------------------------------------------
+    # -- typed results -----------------------------------------------------------------------
 
-    async def send_message(
-        self, session_id: str, message: str, *, message_as_user_id: str | None = None,
-        attachment_urls: Iterable[Any] | None = None,
-    ) -> Session:
-        """Send a message to a session (a suspended one wakes up); return the session."""
-        sid = check_id("session_id", session_id)
-        if not isinstance(message, str) or not message.strip():
-            raise ValueError("message must be a non-empty string")
-        body: dict[str, Any] = {"message": message}
-        if message_as_user_id is not None:
-            body["message_as_user_id"] = check_id("message_as_user_id", message_as_user_id)
-        if attachment_urls is not None:
-            urls = CreateSessionRequest("x", attachment_urls=attachment_urls)
-            urls.validate()
-            body["attachment_urls"] = urls.attachment_urls
-        reply = await self.engine.request(
-            Request("POST", f"/sessions/{sid}/messages", Kind.UNSAFE, json=body))
-        return parse_session(reply.data)
+    async def result(self, session_id: str, output_type: type[Any] | None = None, *,
+                     timeout: float | None = None) -> Any:
+        """Wait until the session settles; return its structured output as `output_type`.
 
-    async def terminate(self, session_id: str, *, archive: bool = False) -> Session:
-        """End a session for good (it cannot be resumed); optionally archive it."""
-        sid = check_id("session_id", session_id)
-        if not isinstance(archive, bool):
-            raise ValueError("archive must be a bool")
-        params = (("archive", "true" if archive else "false"),)
-        reply = await self.engine.request(
-            Request("DELETE", f"/sessions/{sid}", Kind.IDEMPOTENT, params=params))
-        return parse_session(reply.data)
-
-    async def archive(self, session_id: str) -> Session:
-        """Archive a session (and put it to sleep if it runs)."""
-        sid = check_id("session_id", session_id)
-        reply = await self.engine.request(
-            Request("POST", f"/sessions/{sid}/archive", Kind.IDEMPOTENT))
-        return parse_session(reply.data)
-
-    async def get_tags(self, session_id: str) -> builtins.list[str]:
-        """Return a session's tags (the SDK's own client-token tag left out)."""
-        sid = check_id("session_id", session_id)
-        reply = await self.engine.request(Request("GET", f"/sessions/{sid}/tags", Kind.READ))
-        return parse_tags(reply.data)
-
-    async def add_tags(self, session_id: str, tags: Iterable[str]) -> builtins.list[str]:
-        """Append tags (the server drops duplicates); return all tags.
+        Args:
+            output_type: an attrs class, dataclass or pydantic model (None: the raw dict).
+            timeout: seconds to wait, as `wait()`.
 
         Raises:
-            ValueError: more than 50 tags, or a tag with the reserved `devin-async-` prefix.
+            StructuredOutputError: it settled without output, or the output does not fit.
+            WaitTimeoutError: `timeout` passed first.
         """
-        sid = check_id("session_id", session_id)
-        items = check_tags("tags", tags)
-        _check_user_tags("tags", items)
-        reply = await self.engine.request(
-            Request("POST", f"/sessions/{sid}/tags", Kind.IDEMPOTENT, json={"tags": items}))
-        return parse_tags(reply.data)
+        return await _results.result(self, session_id, output_type, timeout=timeout)
 
-    async def replace_tags(self, session_id: str, tags: Iterable[str]) -> builtins.list[str]:
-        """Replace a session's tags; return them. The SDK's client-token tag is kept.
+    async def run(self, prompt: str, *, output_type: type[Any] | None = None,
+                  timeout: float | None = None, until: Callable[[Session], bool] | None = None,
+                  **fields: Any) -> RunResult[Any]:
+        """Create a session, wait until `until` (default settled), return `RunResult`.
+
+        `fields` are `create()`'s keywords; the schema comes from `output_type` unless
+        `structured_output_schema` is given.
 
         Raises:
-            ValueError: more than 50 tags, or a tag with the reserved `devin-async-` prefix.
+            SessionFailedError: the session ended in `error` (it names the session).
+            StructuredOutputError, WaitTimeoutError: as `result()`.
         """
-        sid = check_id("session_id", session_id)
-        items = check_tags("tags", tags)
-        _check_user_tags("tags", items)
-        deadline = self.engine.deadline()
-        current = await self.engine.request(
-            Request("GET", f"/sessions/{sid}/tags", Kind.READ), deadline=deadline)
-        raw = current.data.get("tags") if isinstance(current.data, dict) else None
-        kept = [t for t in raw or () if isinstance(t, str) and t.startswith(TOKEN_TAG_PREFIX)]
-        reply = await self.engine.request(
-            Request("PUT", f"/sessions/{sid}/tags", Kind.IDEMPOTENT,
-                    json={"tags": [*items, *kept[:1]]}), deadline=deadline)
-        return parse_tags(reply.data)
+        with internal(self.engine.tracer, "devin.run"):
+            return await _results.run(self, prompt, output_type=output_type, timeout=timeout,
+                                      until=until, **fields)
+
+    async def ask(self, session_id: str, message: str, *,
+                  timeout: float | None = None) -> Message:
+        """Send a message (waking a suspended session); return Devin's first reply after it.
+
+        Raises:
+            WaitTimeoutError: no reply within `timeout` (`.last_session` is the session).
+        """
+        return await _results.ask(self, session_id, message, timeout=timeout)
 
     # -- polling ----------------------------------------------------------------------------
 
@@ -421,27 +343,13 @@ class Sessions:
             WaitTimeoutError: `timeout` passed first (`.last_session` is the last seen).
         """
         last: Session | None = None
-        async for session in self.poll(session_id, until=until, policy=policy, timeout=timeout):
-            last = session
+        with internal(self.engine.tracer, "devin.wait", {"devin.session_id": session_id}):
+            async for session in self.poll(session_id, until=until, policy=policy,
+                                           timeout=timeout):
+                last = session
         assert last is not None
         return last
 
 
-def session_page(data: Any) -> Page[Session]:
-    """Structure a page of the session list (one session twice in two states is malformed)."""
-    return _unique(parse_session_page(data))
-
-
-def schema_of(spec: Mapping[str, Any] | type | None) -> dict[str, Any] | None:
-    """Return the JSON Schema dict a `structured_output_schema` argument stands for."""
-    if spec is None:
-        return None
-    if isinstance(spec, Mapping):
-        return dict(spec)
-    if isinstance(spec, type):
-        from ._schema import schema_for
-
-        schema: dict[str, Any] = schema_for(spec)
-        return schema
-    raise ValueError("structured_output_schema must be a JSON Schema dict or a class "
-                     f"(attrs, dataclass or pydantic), got {type(spec).__name__}")
+def _message_key(message: Message) -> str:
+    return message.event_id

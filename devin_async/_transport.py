@@ -17,18 +17,22 @@ Rules of this file:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 __all__ = ["HTTPRequest", "HTTPResponse", "Transport"]
 
 
 class HTTPRequest(NamedTuple):
-    """One request as the transport sends it: the URL is complete (query encoded)."""
+    """One request as the transport sends it: the URL is complete (query encoded).
+
+    `body` is bytes, None, or for an upload an async iterable of byte chunks that can be
+    iterated again for a retry (`MockTransport` hands it to its handler as bytes).
+    """
 
     method: str
     url: str
     headers: Mapping[str, str]
-    body: bytes | None = None
+    body: Any = None
 
 
 class HTTPResponse(NamedTuple):

@@ -33,13 +33,13 @@ import attrs
 
 from ._config import PollPolicy
 from ._errors import DevinError, NotFoundError
+from ._filters import session_page
 from ._instrument import logger
 from ._lifecycle import Phase
 from ._models import Session, SessionEvent
 from ._pagination import Paginator
 from ._polling import FailureLog, is_fatal, jittered
 from ._protocol import check_id, encode_array
-from ._sessions import session_page
 
 if TYPE_CHECKING:
     from ._engine import Reply
@@ -356,8 +356,11 @@ class Watcher:
         if previous is not None and session.updated_at < previous.updated_at:
             return False  # a stale replica's answer: a session never goes back in time
         self.sessions[sid] = session
-        stamp = min(session.updated_at, int(time.time()) + FUTURE_MARGIN)
-        if self._max_updated is None or stamp > self._max_updated:
+        stamp = session.updated_at
+        # A stamp far past the client's clock is not evidence of the server's time: it must
+        # not lift `updated_after` above every other session's changes.
+        if stamp <= time.time() + FUTURE_MARGIN and (
+                self._max_updated is None or stamp > self._max_updated):
             self._max_updated = stamp
         self._log.session(session)
         if session.phase is Phase.STARTING:

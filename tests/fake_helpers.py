@@ -1,15 +1,18 @@
-"""Helpers for the fake server's own tests: a manual clock and a thin raw-HTTP caller."""
+"""Helpers for the fake server's own tests: a manual clock and thin raw callers (socket or
+in-process transport)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import attrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from devin_async._transport import HTTPRequest
 from devin_async.testing import FakeDevinServer
 
 _DEFAULT = object()
@@ -62,17 +65,19 @@ class Api:
         self, method: str, path: str, *, json_body: Any = _DEFAULT, data: bytes | None = None,
         params: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
         token: str | object | None = _DEFAULT, base: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Reply:
-        headers: dict[str, str] = {}
+        sent: dict[str, str] = {}
         token = self.token if token is _DEFAULT else token
         if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        kwargs: dict[str, Any] = {"headers": headers, "params": params}
+            sent["Authorization"] = f"Bearer {token}"
+        kwargs: dict[str, Any] = {"headers": sent, "params": params, "allow_redirects": False}
         if json_body is not _DEFAULT:
             kwargs["json"] = json_body
         elif data is not None:
             kwargs["data"] = data
-            headers["Content-Type"] = "application/json"
+            sent["Content-Type"] = "application/json"
+        sent.update(headers or {})
         url = (base or self.base) + path
         async with self.http.request(method, url, **kwargs) as response:
             text = await response.text()
@@ -106,3 +111,49 @@ class Api:
             if not page.body["has_next_page"]:
                 return ids
             after = page.body["end_cursor"]
+
+
+class TransportApi(Api):
+    """The same raw calls through `server.transport()` (in process, no socket, no start)."""
+
+    def __init__(self, server: FakeDevinServer, *, version: str = "v3beta1",
+                 token: str | None = None, origin: str = "http://fake.invalid") -> None:
+        self.transport = server.transport()
+        self.server = server
+        self.version = version
+        self.token = token or server.api_key
+        self.origin = origin
+
+    @property
+    def base(self) -> str:
+        return f"{self.origin}/{self.version}/organizations/{self.server.org_id}"
+
+    def with_(self, **changes: Any) -> Api:
+        return TransportApi(self.server, version=changes.get("version", self.version),
+                            token=changes.get("token", self.token), origin=self.origin)
+
+    async def call(
+        self, method: str, path: str, *, json_body: Any = _DEFAULT, data: bytes | None = None,
+        params: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
+        token: str | object | None = _DEFAULT, base: str | None = None,
+        headers: Mapping[str, str] | None = None, timeout: float = 5.0,
+    ) -> Reply:
+        sent: dict[str, str] = dict(headers or {})
+        token = self.token if token is _DEFAULT else token
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        body: bytes | None = data
+        if json_body is not _DEFAULT:
+            body = json.dumps(json_body).encode()
+            sent.setdefault("Content-Type", "application/json")
+        url = (base or self.base) + path
+        pairs = list(params.items()) if isinstance(params, Mapping) else list(params or [])
+        if pairs:
+            url += ("&" if "?" in url else "?") + urlencode(pairs)
+        answer = await self.transport.send(HTTPRequest(method, url, sent, body), timeout=timeout)
+        text = answer.body.decode("utf-8", "replace")
+        try:
+            decoded = json.loads(text)
+        except ValueError:
+            decoded = text
+        return Reply(answer.status, decoded, CIMultiDictProxy(CIMultiDict(answer.headers)), text)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from devin_async._cli import _commands, amain, build_parser, main
-from devin_async._cli._display import Output, format_table
+from devin_async._cli._display import Output
 from devin_async.testing import FakeDevinServer
 
 FAST = ["--poll-interval", "0.05"]
@@ -111,7 +111,10 @@ async def test_get(server: FakeDevinServer, capsys: pytest.CaptureFixture[str]) 
     assert set(out[0]) >= {"status", "status_detail", "url", "created_at", "pull_requests"}
     assert await amain(["get", sid]) == 0
     text = capsys.readouterr().out
-    assert f"session_id     {sid}" in text and "tags           ci" in text
+    lines = text.splitlines()
+    assert lines[0] == f"session_id  {sid}" and "tags        ci" in lines
+    assert [line.split()[0] for line in lines] == [
+        "session_id", "status", "title", "url", "created", "updated", "tags", "acus"]  # no empties
 
 
 async def test_list_filters_and_limits(server: FakeDevinServer,
@@ -130,7 +133,8 @@ async def test_list_filters_and_limits(server: FakeDevinServer,
     assert [s["session_id"] for s in out] == [one]
     assert await amain(["list", "--tag", "mine"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["SESSION", "STATUS", "CREATED", "TITLE"] and len(lines) == 4
+    assert lines[0].split() == ["SESSION", "STATUS", "CREATED", "TITLE"] and len(lines) == 5
+    assert lines[-1] == "3 sessions, oldest first"
 
 
 async def test_list_empty(server: FakeDevinServer, capsys: pytest.CaptureFixture[str]) -> None:
@@ -186,7 +190,9 @@ async def test_wait_timeout_exits_5(server: FakeDevinServer,
     rc, out, err = await run_json(capsys, "wait", sid, "--timeout", "0.3", *FAST)
     assert rc == 5
     assert out[-1]["status"] == "running"  # the last session seen
-    assert err.startswith("devin-async: timeout:") and err.count("\n") == 1
+    assert json.loads(err) == {"error": "WaitTimeoutError", "status": None,
+                               "detail": json.loads(err)["detail"]}
+    assert err.count("\n") == 1
 
 
 async def test_watch(server: FakeDevinServer, capsys: pytest.CaptureFixture[str]) -> None:
@@ -207,7 +213,7 @@ async def test_watch_settled_sessions_exits_0(server: FakeDevinServer,
     ids = server.add_sessions(2, status="running", status_detail="waiting_for_user")
     assert await amain(["watch", *ids, *FAST]) == 0
     out = capsys.readouterr().out
-    assert "2 session(s): 2 running/waiting_for_user" in out
+    assert "2 sessions: 2 running/waiting_for_user" in out
 
 
 async def test_watch_timeout_exits_5(server: FakeDevinServer,
@@ -215,38 +221,41 @@ async def test_watch_timeout_exits_5(server: FakeDevinServer,
     server.script(WORKING_FOREVER)
     sid = (await create(capsys, "x"))["session_id"]
     rc, _, err = await run_json(capsys, "watch", sid, "--timeout", "0.3", *FAST)
-    assert rc == 5 and "timed out" in err
+    assert rc == 5 and json.loads(err)["error"] == "WaitTimeoutError"
+    assert "timed out" in json.loads(err)["detail"]
 
 
 # -- create-many ---------------------------------------------------------------------------
 
 
-async def test_create_many(server: FakeDevinServer, capsys: pytest.CaptureFixture[str],
-                           tmp_path: Path) -> None:
+async def test_create_many_keep_going(server: FakeDevinServer,
+                                     capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     lines = [
         json.dumps({"prompt": "one", "title": "t1"}),
         "{not json",
         "",
-        json.dumps({"prompt": "two", "tags": ["x"], "devin_mode": "fast"}),
+        json.dumps({"prompt": "two", "tags": ["x"], "extra_body": {"future_field": "fast"}}),
         json.dumps({"prompt": "three", "max_acu_limit": 0}),
         json.dumps(["a list"]),
         json.dumps({"prompt": "four"}),
     ]
     path = tmp_path / "requests.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    rc, out, _ = await run_json(capsys, "create-many", str(path), "--concurrency", "2")
+    rc, out, _ = await run_json(capsys, "create-many", str(path), "--concurrency", "2",
+                                "--keep-going")
     assert rc == 3  # some lines failed
     by_line = {r["line"]: r for r in out}
     assert sorted(by_line) == [1, 2, 4, 5, 6, 7]
     assert [n for n, r in sorted(by_line.items()) if r["ok"]] == [1, 4, 7]
     assert by_line[1]["session"]["title"] == "t1"
-    assert server.create_request(by_line[4]["session"]["session_id"])["devin_mode"] == "fast"
-    assert by_line[2]["error"]["type"] == "ValueError" and "not JSON" in by_line[2]["error"][
-        "message"]
-    assert "max_acu_limit" in by_line[5]["error"]["message"]
+    assert server.create_request(by_line[4]["session"]["session_id"])["future_field"] == "fast"
+    assert by_line[2]["error"] == {"error": "ValueError", "status": None,
+                                   "detail": "not JSON: Expecting property name enclosed in "
+                                             "double quotes at column 2"}
+    assert "max_acu_limit" in by_line[5]["error"]["detail"]
     assert server.session_count == 3
 
-    rc, out, _ = await run_json(capsys, "create-many", str(path), "--ordered")
+    rc, out, _ = await run_json(capsys, "create-many", str(path), "--ordered", "--keep-going")
     assert [r["line"] for r in out] == [1, 2, 4, 5, 6, 7]
 
 
@@ -267,7 +276,7 @@ async def test_create_many_missing_file_is_usage(server: FakeDevinServer,
                                                  capsys: pytest.CaptureFixture[str],
                                                  tmp_path: Path) -> None:
     assert await amain(["create-many", str(tmp_path / "nope.jsonl")]) == 2
-    assert "cannot read" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("devin-async: error: cannot read")
 
 
 # -- errors and exit codes -----------------------------------------------------------------
@@ -277,8 +286,12 @@ async def test_not_found_exits_3(server: FakeDevinServer,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = await run_json(capsys, "get", "devin-doesnotexist")
     assert rc == 3 and out == []
-    assert err.startswith("devin-async: error: 404") and err.count("\n") == 1
-    assert "Traceback" not in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    error = json.loads(err)
+    assert (error["error"], error["status"]) == ("NotFoundError", 404)
+    assert isinstance(error["detail"], str) and error["detail"]
+    assert await amain(["get", "devin-doesnotexist"]) == 3
+    assert capsys.readouterr().err.startswith("devin-async: error: 404")
 
 
 async def test_wrong_key_is_never_printed(server: FakeDevinServer,
@@ -314,7 +327,9 @@ async def test_wrong_key_is_never_printed(server: FakeDevinServer,
 )
 async def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert await amain(argv) == 2
-    assert "usage: devin-async" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("devin-async: error: ") and err.count("\n") == 1  # one line
+    assert "--help)" in err
 
 
 @pytest.mark.parametrize(
@@ -322,7 +337,9 @@ async def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixtur
     [
         (["create", "   "], "prompt"),
         (["create", "x", "--advanced-mode", "analyze"], "session_links"),
-        (["create", "x", "--field", "title=dup", "--title", "t"], "extra repeats"),
+        (["create", "x", "--field", "title=dup", "--title", "t"],
+         "--field title=... repeats --title"),
+        (["create", "x", "--field", "max_acu_limit=0"], "max_acu_limit must be a positive"),
         (["list", "--limit", "-1"], "--limit"),
         (["get", "not a valid id!"], "session_id"),
     ],
@@ -340,7 +357,8 @@ async def test_missing_configuration_exits_2(capsys: pytest.CaptureFixture[str],
     for name in ("DEVIN_API_KEY", "DEVIN_ORG_ID", "DEVIN_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     assert await amain(["get", "devin-x"]) == 2
-    assert "DEVIN_API_KEY" in capsys.readouterr().err
+    assert capsys.readouterr().err == ("devin-async: error: an API key is required: pass "
+                                       "--api-key or set DEVIN_API_KEY\n")
 
 
 async def test_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
@@ -354,7 +372,8 @@ async def test_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> 
 
 async def test_serve_fake_needs_main(capsys: pytest.CaptureFixture[str]) -> None:
     assert await amain(["serve-fake"]) == 2
-    assert "main()" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("devin-async: error:") and "main()" in err
 
 
 # -- main(): the event loop and Ctrl-C ---------------------------------------------------------
@@ -416,6 +435,7 @@ def test_serve_fake_serves_and_stops_on_ctrl_c() -> None:
     try:
         assert proc.stdout is not None
         banner = proc.stdout.readline()
+        assert banner.startswith("export DEVIN_BASE_URL=")
         found = dict(re.findall(r"(DEVIN_\w+)=(\S+)", banner))
         url = found["DEVIN_BASE_URL"]
         assert url.startswith("http://127.0.0.1:")
@@ -459,42 +479,19 @@ def test_ctrl_c_stops_a_long_command_cleanly() -> None:
 # -- the display ---------------------------------------------------------------------------
 
 
-def test_a_tall_region_keeps_its_last_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LINES", "6")
-    monkeypatch.setenv("COLUMNS", "80")
+@pytest.mark.parametrize("tty", [True, False])
+def test_json_mode_never_writes_ansi(tty: bool) -> None:
+    from rich.console import Console
+
     stream = io.StringIO()
-    out = Output(stream, live=True, color=False)
-    out.draw([f"row {i}" for i in range(10)] + ["summary"])
-    assert stream.getvalue().endswith("row 2\n… 7 more\nsummary")
-
-
-def test_live_region_redraws_in_place() -> None:
-    stream = io.StringIO()
-    out = Output(stream, live=True, color=False)
-    out.draw(["row 1", "row 2"])
-    out.line("permanent")
-    out.draw(["row 1b", "row 2b"])
-    out.clear()
-    text = stream.getvalue()
-    assert "\x1b[2K" in text and "\x1b[1A" in text  # clear line, cursor up
-    assert "permanent\n" in text
-    assert text.endswith("\x1b[?25h")  # the cursor is shown again
-
-
-@pytest.mark.parametrize("live", [True, False])
-def test_json_mode_never_writes_ansi(live: bool) -> None:
-    stream = io.StringIO()
-    out = Output(stream, json_mode=True, live=live, color=True)
-    out.draw(["live"])
+    console = Console(file=io.StringIO(), force_terminal=tty, width=80)
+    out = Output(stream, json_mode=True, console=console)
+    assert not out.live
     out.event("text", {"a": 1})
-    out.json({"b": out.paint("x", "red")})
-    out.clear()
-    assert stream.getvalue() == '{"a":1}\n{"b":"x"}\n'
-
-
-def test_table_aligns_colored_cells() -> None:
-    lines = format_table(("A", "B"), [("\x1b[31mred\x1b[0m", "1"), ("longer", "2")])
-    assert lines == ["A       B", "\x1b[31mred\x1b[0m     1", "longer  2"]
+    out.json({"b": "x"})
+    out.line("not in json mode")  # a plain line still goes to the JSON stream, as given
+    assert stream.getvalue() == '{"a":1}\n{"b":"x"}\nnot in json mode\n'
+    assert console.file.getvalue() == ""  # type: ignore[attr-defined]
 
 
 def test_parser_builds() -> None:
@@ -504,12 +501,14 @@ def test_parser_builds() -> None:
 async def test_watch_unknown_session_exits_3(server: FakeDevinServer,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     rc, events, err = await run_json(capsys, "watch", "devin-doesnotexist", *FAST)
-    assert rc == 3 and events == []
-    assert err == ("devin-async: warning: watching sessions: session devin-doesnotexist was not "
-                   "found; no longer watched\n")
+    assert rc == 3
+    assert events == [{"gone": True, "not_found": True, "previous": None, "session": None,
+                       "session_id": "devin-doesnotexist"}]
+    assert json.loads(err) == {"warning": "watching sessions: session devin-doesnotexist was "
+                                          "not found; no longer watched"}
 
 
 async def test_wait_unknown_session_exits_3(server: FakeDevinServer,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = await run_json(capsys, "wait", "devin-doesnotexist", *FAST)
-    assert rc == 3 and out == [] and "404" in err
+    assert rc == 3 and out == [] and json.loads(err)["status"] == 404

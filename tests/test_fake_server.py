@@ -237,7 +237,29 @@ CREATE_422: list[tuple[Any, list[Any], str]] = [
     ({"prompt": "p", "max_acu_limit": 0}, ["body", "max_acu_limit"], "greater_than"),
     ({"prompt": "p", "title": 7}, ["body", "title"], "string_type"),
     ({"prompt": "p", "advanced_mode": "turbo"}, ["body", "advanced_mode"], "enum"),
-    ({"prompt": "p", "devin_mode": "slow"}, ["body", "devin_mode"], "enum"),
+    ({"prompt": "p", "devin_mode": 3}, ["body", "devin_mode"], "string_type"),
+    ({"prompt": "p", "max_acu_limit": 1.5}, ["body", "max_acu_limit"], "int_from_float"),
+    ({"prompt": "p", "attachment_urls": "https://x.example/a"}, ["body", "attachment_urls"],
+     "list_type"),
+    ({"prompt": "p", "attachment_urls": [""]}, ["body", "attachment_urls", 0],
+     "string_too_short"),
+    ({"prompt": "p", "attachment_urls": ["https://x.example/" + "a" * 2066]},
+     ["body", "attachment_urls", 0], "string_too_long"),
+    ({"prompt": "p", "attachment_urls": ["not a url"]}, ["body", "attachment_urls", 0],
+     "url_parsing"),
+    ({"prompt": "p", "session_secrets": [{"key": "", "value": "v"}]},
+     ["body", "session_secrets", 0, "key"], "string_too_short"),
+    ({"prompt": "p", "session_secrets": [{"key": "k" * 257, "value": "v"}]},
+     ["body", "session_secrets", 0, "key"], "string_too_long"),
+    ({"prompt": "p", "session_secrets": [{"key": "K", "value": "v" * 65537}]},
+     ["body", "session_secrets", 0, "value"], "string_too_long"),
+    ({"prompt": "p", "session_secrets": [{"key": "K", "value": "v", "sensitive": "no"}]},
+     ["body", "session_secrets", 0, "sensitive"], "bool_type"),
+    ({"prompt": "p", "session_secrets": {"K": "v"}}, ["body", "session_secrets"], "list_type"),
+    ({"prompt": "p", "structured_output_schema": {"$ref": "https://x.example/s.json"}},
+     ["body", "structured_output_schema"], "value_error"),
+    ({"prompt": "p", "structured_output_schema": {"description": "x" * 65536}},
+     ["body", "structured_output_schema"], "value_error"),
     ({"prompt": "p", "advanced_mode": "analyze"}, ["body", "session_links"], "value_error"),
     ({"prompt": "p", "advanced_mode": "analyze", "session_links": []},
      ["body", "session_links"], "value_error"),
@@ -388,6 +410,7 @@ async def test_messages_are_paginated_oldest_first(
     sid = (await api.create("first"))["session_id"]
     for i in range(4):
         clock.advance(1)
+        server.script_reply(sid, f"r{i}", after=0.5)
         await api.call("POST", f"/sessions/{sid}/messages", json_body={"message": f"m{i}"})
     texts, after, pages = [], None, 0
     while True:
@@ -395,11 +418,11 @@ async def test_messages_are_paginated_oldest_first(
         page = (await api.call("GET", f"/sessions/{sid}/messages", params=params)).body
         pages += 1
         texts += [m["message"] for m in page["items"]]
-        assert page["total"] == 5
+        assert page["total"] == 8  # the last reply is half a second in the future
         if not page["has_next_page"]:
             break
         after = page["end_cursor"]
-    assert pages == 3 and texts == ["first", "m0", "m1", "m2", "m3"]
+    assert pages == 4 and texts == ["first", "m0", "r0", "m1", "r1", "m2", "r2", "m3"]
 
 
 # --- filters -------------------------------------------------------------------------------------
@@ -1054,3 +1077,26 @@ async def test_serve_forever_prints_where_and_stops_on_sigterm() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@pytest.mark.parametrize("raw_path", [
+    "/sessions/devin-x%0A", "/sessions/devin-x%0Ay/tags", "/sessions/%0A/messages",
+    "/sessions/devin-%FF%FE",
+])
+async def test_an_odd_session_id_in_the_path_is_a_json_404(
+    http: aiohttp.ClientSession, server: FakeDevinServer, raw_path: str,
+) -> None:
+    url = f"{server.url}/v3beta1/organizations/{server.org_id}{raw_path}"
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    async with http.get(url, headers=headers) as response:
+        assert response.status == 404
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert (await response.json())["detail"].startswith("Session ")
+
+
+@pytest.mark.parametrize("path", ["/sessions", "/sessions/{sid}/messages"])
+async def test_an_empty_after_is_the_first_page_everywhere(api: Api, path: str) -> None:
+    sid = (await api.create())["session_id"]
+    first = await api.call("GET", path.format(sid=sid))
+    empty = await api.call("GET", path.format(sid=sid), params={"after": ""})
+    assert empty.status == 200 and empty.body["items"] == first.body["items"]

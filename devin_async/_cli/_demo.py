@@ -4,7 +4,8 @@ The plan for N sessions: one request is invalid (rejected client-side, nothing s
 sessions are scripted to end in `error`; a few creates get 429 with a short Retry-After (the
 client's shared limiter pauses every worker, paces the rest, and retries); one create's answer is
 lost after the server made the session (the client token finds it: no duplicate). Sessions are
-watched from the moment they exist (one Watcher, fed as creates return) until all settle. The demo
+watched from the moment they exist (one Watcher, fed as creates return) until all settle. Every
+deliberate failure is labelled as staged, and the summary shows how each was handled. The demo
 "ran as designed" (exit 0) when exactly those things happened.
 """
 
@@ -18,15 +19,19 @@ from typing import Any
 
 import attrs
 
-from .._client import DevinClient
-from .._config import PollPolicy
-from .._enums import SessionStatus
-from .._errors import RateLimitError, WaitTimeoutError
-from .._instrument import RetryEvent
-from .._models import Session
-from .._watcher import Watcher
-from ._commands import EXIT_OK, EXIT_UNEXPECTED, closing
-from ._display import Output, Progress, counts_line, format_table, state_counts, status_label
+from devin_async import (
+    DevinClient,
+    PollPolicy,
+    RateLimitError,
+    RetryEvent,
+    WaitTimeoutError,
+    Watcher,
+)
+
+from ._common import EXIT_OK, EXIT_UNEXPECTED, closing
+from ._demo_view import DemoRow, render_table, staged_lines, summary_json, totals_lines
+from ._display import Output, View, status_cell
+from ._text import plural, truncate
 
 __all__ = ["DemoPlan", "plan_demo", "run_demo"]
 
@@ -84,19 +89,9 @@ def plan_demo(n: int) -> DemoPlan:
     return DemoPlan(requests, invalid, errors, throttled=throttled, lost=1 if valid else 0)
 
 
-@attrs.define
-class _Row:
-    index: int
-    title: str
-    session: Session | None = None
-    error: BaseException | None = None
-    created: float = 0.0  # monotonic, when the create returned
-    settled: float | None = None  # monotonic, when the watch saw it settled
-
-
 async def run_demo(args: argparse.Namespace, out: Output) -> int:
     """Run the demo; return 0 when it went as designed."""
-    from ..testing import FakeDevinServer
+    from devin_async.testing import FakeDevinServer
 
     scale: float = args.time_scale
     plan = plan_demo(args.sessions)
@@ -111,15 +106,14 @@ async def run_demo(args: argparse.Namespace, out: Output) -> int:
         if plan.lost:
             server.inject("create", times=plan.lost, drop="after")
         if not out.json_mode:
-            out.line(f"Fake Devin at {server.url} (time x{scale:g}): creating {len(plan.requests)} "
-                     f"sessions, {args.concurrency} at a time, and watching them settle")
+            demo.intro(server.url, scale, args.concurrency)
         poll = PollPolicy(initial=0.1, max=0.5, jitter=0.1)
         async with DevinClient(base_url=server.url, api_key=server.api_key,
                                org_id=server.org_id, poll=poll, on_retry=demo.on_retry) as client:
             await demo.run(client, args.concurrency, _deadline(scale))
         made = server.session_count
-    demo.summary()
     problems = demo.check(made)
+    demo.summary(made)
     for problem in problems:
         print(f"devin-async: demo: {problem}", file=sys.stderr, flush=True)
     return EXIT_UNEXPECTED if problems else EXIT_OK
@@ -136,33 +130,48 @@ class _Demo:
     def __init__(self, plan: DemoPlan, out: Output) -> None:
         self.plan = plan
         self.out = out
-        self.rows = [_Row(i, str(r["title"])) for i, r in enumerate(plan.requests)]
-        self.by_id: dict[str, _Row] = {}
+        self.rows = [DemoRow(i, str(r["title"]), refused_on_purpose=i == plan.invalid)
+                     for i, r in enumerate(plan.requests)]
+        self.by_id: dict[str, DemoRow] = {}
         self.unsettled: set[str] = set()
-        self.done = 0
-        self.rate_limited = 0
-        self.retried = 0
+        self.rate_limited = 0  # retries after a 429
+        self.reconnected = 0  # retries of a create after a lost answer (connection error)
+        self.retried = 0  # any other retry
         self.creating = True
         self.more = asyncio.Event()
+
+    def intro(self, url: str, scale: float, concurrency: int) -> None:
+        """Say what is about to happen, failures staged on purpose included (fits 80 columns)."""
+        plan, width = self.plan, self.out.width
+        invalid = plural(1 if plan.invalid is not None else 0, "invalid request")
+        self.out.lines(truncate(line, width) for line in (
+            f"Fake Devin at {url} (time x{scale:g}): no account, no network.",
+            f"Creating {plural(len(plan.requests), 'session')}, {concurrency} at a time, "
+            "and watching them settle.",
+            f"Staged on purpose: {invalid}, {plural(plan.errors, 'session')} scripted to fail,",
+            f"  {plural(plan.throttled, 'create')} answered 429, {plural(plan.lost, 'create')} "
+            "whose answer is lost (the session is made).",
+        ))
 
     def on_retry(self, event: RetryEvent) -> None:
         if isinstance(event.error, RateLimitError):
             self.rate_limited += 1
+        elif event.method == "POST":
+            self.reconnected += 1
         else:
             self.retried += 1
 
     async def run(self, client: DevinClient, concurrency: int, deadline: float) -> None:
         """Create every session while watching those already made, until all settle."""
-        progress = Progress(self.out, self.render)
         try:
             async with (
                 client.watch() as watcher,
-                progress,
+                self.out.view(self.render) as view,
                 asyncio.timeout(deadline),
                 asyncio.TaskGroup() as group,
             ):
-                group.create_task(self._create(client, watcher, concurrency, progress))
-                group.create_task(self._watch(watcher, progress))
+                group.create_task(self._create(client, watcher, concurrency, view))
+                group.create_task(self._watch(watcher, view))
         except TimeoutError:
             raise WaitTimeoutError(f"the demo's sessions did not settle within {deadline:.0f} s",
                                    last_session=None) from None
@@ -170,11 +179,10 @@ class _Demo:
             raise failed.exceptions[0] from None
 
     async def _create(self, client: DevinClient, watcher: Watcher, concurrency: int,
-                      progress: Progress) -> None:
+                      view: View) -> None:
         results = client.sessions.create_many(self.plan.requests, concurrency=concurrency)
         async with closing(results):
             async for result in results:
-                self.done += 1
                 row = self.rows[result.index]
                 row.session, row.error, row.created = result.session, result.error, time.monotonic()
                 if result.session is not None:
@@ -184,13 +192,14 @@ class _Demo:
                     watcher.add(sid)
                     self.out.event(f"created {sid} ({row.title})")
                 else:
-                    self.out.event(f"{row.title} not created: {result.error}")
+                    staged = " (staged)" if row.refused_on_purpose else ""
+                    self.out.event(f"{row.title} not created{staged}: {result.error}")
                 self.more.set()
-                progress.update()
+                view.update()
         self.creating = False
         self.more.set()
 
-    async def _watch(self, watcher: Watcher, progress: Progress) -> None:
+    async def _watch(self, watcher: Watcher, view: View) -> None:
         # A watcher ends when every session it has is settled; sessions created later are added
         # to it, and iterating it again picks them up.
         while True:
@@ -204,57 +213,40 @@ class _Demo:
                 if (session.is_settled or event.gone) and row.settled is None:
                     row.settled = time.monotonic()
                     self.unsettled.discard(session.session_id)
-                self.out.event(f"{session.session_id} {status_label(session)}")
-                progress.update()
+                self.out.event([f"{session.session_id} ", status_cell(session)])
+                view.update()
             self.unsettled &= set(watcher.watched)  # not found, or gone: nothing to wait for
             if not self.creating and not self.unsettled:
                 return
             if self.creating and not self.more.is_set():
                 await self.more.wait()
 
-    def render(self) -> list[str]:
-        """Return the live table and its status line."""
-        out = self.out
-        table = [(r.title, r.session.session_id, out.status(r.session), _settle_time(r))
-                 for r in self.rows if r.session is not None]
-        sessions = [r.session for r in self.rows if r.session is not None]
-        failed = sum(1 for r in self.rows if r.error is not None)
-        head = (f"created {len(sessions)}/{len(self.rows)} · {failed} not created · "
-                f"{self.rate_limited} rate-limited (429, retried)")
-        return [*format_table(("TITLE", "SESSION", "STATUS", "SETTLED IN"), table),
-                f"{head} · {counts_line(out, state_counts(sessions))}"]
+    def render(self) -> Any:
+        """Return the live table (its caption: the counts so far)."""
+        return render_table(self.rows, self.out, self.rate_limited)
 
-    def summary(self) -> None:
-        """Print the final table (or JSON lines) and the totals."""
+    def summary(self, made: int) -> None:
+        """Print the final table (unless the live view left it on screen) and the totals."""
         out, rows = self.out, self.rows
-        created = [r for r in rows if r.session is not None]
-        failed = [r for r in rows if r.error is not None]
-        errored = [r for r in rows if _ended_in_error(r)]
-        elapsed = out.elapsed()
+        retries = {"rate_limited": self.rate_limited, "reconnected": self.reconnected,
+                   "retried": self.retried}
+        recovered = self.recovered(made)
         if out.json_mode:
-            for r in rows:
-                out.json(_row_dict(r))
-            out.json({"summary": True, "requested": len(rows), "created": len(created),
-                      "not_created": len(failed), "ended_in_error": len(errored),
-                      "rate_limited": self.rate_limited, "retried": self.retried,
-                      "elapsed": round(elapsed, 3)})
+            for record in summary_json(rows, out, retries, recovered):
+                out.json(record)
             return
-        table = []
-        for r in rows:
-            if r.session is not None:
-                table.append((str(r.index + 1), r.title, r.session.session_id,
-                              out.status(r.session), _settle_time(r)))
-            else:
-                table.append((str(r.index + 1), r.title, "-", out.paint("not created", "red"), ""))
+        if not out.live:
+            out.line()
+            out.table(render_table(rows, out, self.rate_limited))
         out.line()
-        out.lines(format_table(("#", "TITLE", "SESSION", "FINAL STATUS", "SETTLED IN"), table))
-        out.line()
-        for r in failed:
-            reason = str(r.error).splitlines()[0] if r.error else "?"
-            out.line(f"{r.title} not created: {type(r.error).__name__}: {reason}")
-        out.line(f"{len(rows)} requested · {len(created)} created · {len(failed)} not created · "
-                 f"{len(errored)} ended in error · {self.rate_limited} rate-limited (429, "
-                 f"retried) · {self.retried} other retries · {elapsed:.1f}s")
+        for line in staged_lines(rows, self.plan.lost, recovered, retries):
+            out.line(truncate(line, out.width) if isinstance(line, str) else line)
+        out.lines(totals_lines(rows, self.retried, out.elapsed(), out.width))
+
+    def recovered(self, made: int) -> int:
+        """Return how many lost answers were recovered without a duplicate session."""
+        created = sum(1 for r in self.rows if r.session is not None)
+        return min(self.plan.lost, self.reconnected) if made == created else 0
 
     def check(self, made: int) -> list[str]:
         """Return what did not go as planned (nothing, normally)."""
@@ -264,40 +256,21 @@ class _Demo:
         if [r.index for r in failed] != ([plan.invalid] if plan.invalid is not None else []):
             problems.append("expected only the invalid request to fail, got "
                             f"{', '.join(f'{r.title}: {r.error}' for r in failed) or 'none'}")
-        errored = sum(1 for r in rows if _ended_in_error(r))
+        errored = sum(1 for r in rows if r.ended_in_error)
         if errored != plan.errors:
-            problems.append(f"expected {plan.errors} session(s) to end in error, saw {errored}")
+            problems.append(f"expected {plural(plan.errors, 'session')} to end in error, "
+                            f"saw {errored}")
         unsettled = [r.title for r in rows if r.session is not None and not r.session.is_settled]
         if unsettled:
             problems.append(f"not settled: {', '.join(unsettled)}")
         if self.rate_limited < plan.throttled:
-            problems.append(f"expected {plan.throttled} rate-limited retries, "
-                            f"saw {self.rate_limited}")
+            expected = plural(plan.throttled, "rate-limited retry", "rate-limited retries")
+            problems.append(f"expected {expected}, saw {self.rate_limited}")
         created = sum(1 for r in rows if r.session is not None)
         if made != created:
-            problems.append(f"the server made {made} sessions for {created} creates")
+            problems.append(f"the server made {plural(made, 'session')} for "
+                            f"{plural(created, 'create')}")
+        elif self.recovered(made) < plan.lost:
+            problems.append(f"expected {plural(plan.lost, 'lost answer')} recovered, "
+                            f"saw {self.recovered(made)}")
         return problems
-
-
-def _row_dict(row: _Row) -> dict[str, Any]:
-    session = row.session
-    detail = session.status_detail if session is not None else None
-    return {
-        "index": row.index,
-        "title": row.title,
-        "session_id": session.session_id if session is not None else None,
-        "status": session.status.value if session is not None else None,
-        "status_detail": detail.value if detail is not None else None,
-        "settled_in": round(row.settled - row.created, 3) if row.settled is not None else None,
-        "error": f"{type(row.error).__name__}: {row.error}" if row.error else None,
-    }
-
-
-def _ended_in_error(row: _Row) -> bool:
-    return row.session is not None and row.session.status == SessionStatus.ERROR
-
-
-def _settle_time(row: _Row) -> str:
-    if row.settled is None:
-        return ""
-    return f"{row.settled - row.created:.1f}s"

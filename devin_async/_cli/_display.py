@@ -1,56 +1,60 @@
-"""What the command line prints: JSON lines, plain lines, tables, and a live region on a terminal.
+"""What the command line prints: JSON lines, plain lines, or a rich live view on a terminal.
 
-Rules of this file: every byte the CLI writes to stdout goes through `Output`. In `--json` mode it
-writes one JSON object per line and nothing else (no ANSI, no progress). On a terminal it keeps a
-live region (status line or table) at the bottom, redrawn in place with `\\r`, cursor-up and
-clear-line; permanent lines are printed above it. Elsewhere (a pipe, a file) long commands print
-plain appended lines instead.
+Rules of this file: every byte the CLI writes to stdout goes through `Output`, in one of three
+modes, chosen once:
+- json: one JSON object per line and nothing else (no ANSI, no progress, no live view);
+- live: a terminal and `rich` installed (the optional `devin-async[cli]` extra): a live table or
+  status line redrawn in place (`_live.py`), permanent lines printed above it, colours by status
+  unless NO_COLOR; the last frame stays on screen when the view ends, Ctrl-C included;
+- plain: anything else (a pipe, a file, TERM=dumb, no rich): appended lines, never ANSI, cut to
+  the width only on a terminal or when COLUMNS is set (a pipe gets whole ids).
+Tables are data (`_text.TableData`) until the last moment, so the plain and the rich renderers
+lay them out with the same column widths (ids cut to fit, never a column dropped).
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import enum
 import json
 import os
-import re
-import shutil
+import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, TextIO
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import attrs
 
-from .._models import Session
+from devin_async import Session, SessionStatus, StatusDetail
+
+from ._text import Cell, TableData, Text, cells, elapsed_text, plain, render_plain, truncate
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = [
+    "Bar",
     "Output",
-    "Progress",
-    "counts_line",
-    "format_table",
+    "View",
     "session_dict",
     "session_line",
     "state_counts",
+    "status_cell",
     "status_label",
+    "status_style",
 ]
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-_HIDE_CURSOR, _SHOW_CURSOR = "\x1b[?25l", "\x1b[?25h"
-_CLEAR_LINE, _UP = "\x1b[2K", "\x1b[1A"
+#: Session fields the SDK adds that the API does not send; `--json` puts them under this key.
+SDK_KEY = "devin_async"
+_SDK_FIELDS = ("client_token",)
+DEFAULT_WIDTH = 80  # a terminal whose size cannot be read
+UNLIMITED = 1_000_000  # the width of a pipe or a file
 
-_COLORS = {"red": "31", "green": "32", "yellow": "33", "cyan": "36", "dim": "2", "bold": "1"}
-#: The color of a status label (status, or status/detail for running and suspended).
-_STATUS_COLORS = {
-    "error": "red",
-    "exit": "green",
-    "running/finished": "green",
-    "running/waiting_for_user": "yellow",
-    "running/waiting_for_approval": "yellow",
-    "suspended": "yellow",
-    "running": "cyan",
-}
+_WAITING = {StatusDetail.WAITING_FOR_USER, StatusDetail.WAITING_FOR_APPROVAL}
+
+
+# -- sessions as data ----------------------------------------------------------------------
 
 
 def _serialize(_inst: object, _field: object, value: Any) -> Any:
@@ -58,10 +62,12 @@ def _serialize(_inst: object, _field: object, value: Any) -> Any:
 
 
 def session_dict(session: Session) -> dict[str, Any]:
-    """Return a session as a JSON-ready dict with the API's field names."""
+    """Return a session as a JSON-ready dict with the API's field names (SDK extras aside)."""
     data = attrs.asdict(session, value_serializer=_serialize)
-    if data.get("client_token") is None:
-        data.pop("client_token", None)
+    sdk = {name: data.pop(name) for name in _SDK_FIELDS if name in data}
+    sdk = {k: v for k, v in sdk.items() if v is not None}
+    if sdk:
+        data[SDK_KEY] = sdk
     return data
 
 
@@ -72,143 +78,193 @@ def status_label(session: Session) -> str:
     return f"{status}/{detail.value}" if detail is not None else status
 
 
+def status_style(session: Session) -> str:
+    """Return the style name of a session's status: error, waiting, settled or active."""
+    if session.status == SessionStatus.ERROR:
+        return "error"
+    if session.status == SessionStatus.SUSPENDED or session.status_detail in _WAITING:
+        return "waiting"
+    if session.is_settled:
+        return "settled"
+    return "active"
+
+
 def state_counts(sessions: Iterable[Session]) -> list[tuple[str, int]]:
     """Count sessions by status label, most common first."""
     return Counter(status_label(s) for s in sessions).most_common()
 
 
-def _visible_len(text: str) -> int:
-    return len(_ANSI.sub("", text))
+def status_cell(session: Session | None, missing: str = "…") -> Cell:
+    """Return the status label as a styled cell (`missing`, dimmed, when there is no session)."""
+    if session is None:
+        return Cell(missing, "dim")
+    return Cell(status_label(session), status_style(session))
 
 
-def _fit(text: str, width: int) -> str:
-    if _visible_len(text) <= width:
-        return text
-    plain = _ANSI.sub("", text)
-    return plain[: max(width - 1, 0)] + "…"
+# -- the output ----------------------------------------------------------------------------
 
 
-def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    """Lay out rows under headers in left-aligned columns (cells may hold ANSI colors)."""
-    table = [list(headers), *(list(r) for r in rows)]
-    widths = [max(_visible_len(row[i]) for row in table) for i in range(len(headers))]
-    lines = []
-    for row in table:
-        cells = [c + " " * (w - _visible_len(c)) for c, w in zip(row, widths, strict=True)]
-        lines.append("  ".join(cells).rstrip())
-    return lines
+class View(Protocol):
+    """A live view: `update()` redraws it now (a no-op when not live)."""
+
+    def update(self) -> None: ...
 
 
-def _elapsed(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s"
+class Bar(Protocol):
+    """A progress bar: `advance()` counts one more item done."""
+
+    def advance(self, failed: bool = False) -> None: ...
+
+
+class _NoView:
+    def update(self) -> None:
+        pass
+
+    def advance(self, failed: bool = False) -> None:
+        pass
+
+
+def _rich_console(stream: TextIO) -> Console | None:
+    # rich is optional (the `cli` extra): without it, or not on a terminal, print plain lines.
+    if os.environ.get("TERM") == "dumb" or not _isatty(stream):
+        return None
+    try:
+        from ._live import make_console
+    except ImportError:
+        return None
+    return make_console(stream)
 
 
 class Output:
-    """The CLI's stdout: JSON lines, plain lines, or a terminal with a live region."""
+    """The CLI's stdout: JSON lines, plain lines, or a rich live view on a terminal."""
 
     def __init__(
         self,
-        stream: TextIO,
+        stream: TextIO | None = None,
         *,
         json_mode: bool = False,
-        live: bool | None = None,
-        color: bool | None = None,
+        console: Console | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.stream = stream
+        self.stream = stream if stream is not None else sys.stdout
         self.json_mode = json_mode
-        tty = _isatty(stream) and os.environ.get("TERM") != "dumb"
-        self.live = (tty if live is None else live) and not json_mode
-        no_color = "NO_COLOR" in os.environ
-        self.color = (tty and not no_color if color is None else color) and not json_mode
+        if json_mode:
+            console = None
+        elif console is None:
+            console = _rich_console(self.stream)
+        elif not console.is_terminal or console.is_dumb_terminal:
+            self.stream, console = console.file, None  # not a terminal: plain lines to its file
+        self.console = console
+        self.live = console is not None
         self._clock = clock
         self.started = clock()
-        self._height = 0
-        self._region: list[str] = []
+        self._views = 0
 
     # -- writing ---------------------------------------------------------------------------
 
     def json(self, obj: Mapping[str, Any]) -> None:
         """Write one JSON object on its own line."""
-        self._println(json.dumps(obj, separators=(",", ":"), default=str))
+        self._write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
 
-    def line(self, text: str = "") -> None:
-        """Write a permanent line of text (above the live region, if any)."""
-        self._println(text)
+    def line(self, text: Text = "") -> None:
+        """Write a permanent line (above the live view, if any)."""
+        if self.console is not None:
+            from ._live import print_text
 
-    def lines(self, texts: Iterable[str]) -> None:
+            print_text(self.console, cells(text))
+        else:
+            self._write(plain(text) + "\n")
+
+    def lines(self, texts: Iterable[Text]) -> None:
         """Write permanent lines."""
         for text in texts:
-            self._println(text)
+            self.line(text)
+
+    def table(self, table: TableData) -> None:
+        """Write a table (fitted to the width), then its caption."""
+        if self.console is not None:
+            from ._live import print_table
+
+            print_table(self.console, table)
+        else:
+            self.lines(render_plain(table, self.width))
 
     def session(self, session: Session) -> None:
         """Write a session: its dict in JSON mode, else one summary line."""
         if self.json_mode:
             self.json(session_dict(session))
         else:
-            self.line(session_line(session, self))
+            self.line(session_line(session))
 
-    def event(self, text: str, obj: Mapping[str, Any] | None = None) -> None:
-        """Report a progress event: JSON if given in JSON mode, a timed line when not live."""
+    def event(self, text: Text, obj: Mapping[str, Any] | None = None) -> None:
+        """Report a progress event: `obj` in JSON mode, a timed line in plain mode."""
         if self.json_mode:
             if obj is not None:
                 self.json(obj)
         elif not self.live:
-            self.line(f"[{_elapsed(self.elapsed()):>6}] {text}")
+            self.line(truncate(f"[{elapsed_text(self.elapsed()):>6}] {plain(text)}", self.width))
 
-    def paint(self, text: str, color: str) -> str:
-        """Wrap text in an ANSI color when colors are on."""
-        if not self.color or color not in _COLORS:
-            return text
-        return f"\x1b[{_COLORS[color]}m{text}\x1b[0m"
+    def warn(self, message: str) -> None:
+        """Show a warning: above the live view when live, else one line (or JSON) on stderr."""
+        if self.json_mode:
+            print(json.dumps({"warning": message}), file=sys.stderr, flush=True)
+        elif self.console is not None and self._views:
+            self.line(Cell(f"warning: {message}", "waiting"))
+        else:
+            print(f"devin-async: warning: {message}", file=sys.stderr, flush=True)
 
-    def status(self, session: Session) -> str:
-        """Return the session's status label, colored."""
-        label = status_label(session)
-        color = _STATUS_COLORS.get(label) or _STATUS_COLORS.get(str(session.status.value), "")
-        return self.paint(label, color)
+    @property
+    def width(self) -> int:
+        """Return the width to fit: COLUMNS, else the terminal's; a pipe or file: no limit.
+
+        Not on a terminal, nothing is cut (unless COLUMNS asks): `list | watch -` needs whole ids.
+        """
+        if self.console is not None:
+            return int(self.console.width)
+        columns = os.environ.get("COLUMNS", "")
+        if columns.isdigit() and int(columns) > 0:
+            return int(columns)
+        if _isatty(self.stream):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                return os.get_terminal_size(self.stream.fileno()).columns
+            return DEFAULT_WIDTH
+        return UNLIMITED
 
     def elapsed(self) -> float:
         """Return seconds since this output was made."""
         return self._clock() - self.started
 
-    # -- the live region -------------------------------------------------------------------
+    # -- live views ------------------------------------------------------------------------
 
-    def draw(self, region: Sequence[str]) -> None:
-        """Replace the live region with `region` (no-op unless live)."""
-        if not self.live:
+    @contextlib.asynccontextmanager
+    async def view(self, render: Callable[[], TableData | Text]) -> AsyncIterator[View]:
+        """Show `render()` live until the block ends; its last frame stays on screen."""
+        if self.console is None:
+            yield _NoView()
             return
-        size = shutil.get_terminal_size()
-        room = max(size.lines - 1, 1)
-        if len(region) > room >= 3:  # keep the first lines and the last (the summary)
-            hidden = len(region) - room + 1
-            region = [*region[: room - 2], f"… {hidden} more", region[-1]]
-        self._region = [_fit(r, max(size.columns - 1, 10)) for r in region]
-        prefix = _HIDE_CURSOR if not self._height else ""
-        self._write(prefix + self._erase() + "\n".join(self._region))
-        self._height = len(self._region)
+        from ._live import live_view
 
-    def clear(self) -> None:
-        """Erase the live region and give the cursor back."""
-        if self._height:
-            self._write(self._erase() + _SHOW_CURSOR)
-            self._height = 0
-        self._region = []
+        self._views += 1
+        try:
+            async with live_view(self.console, render) as view:
+                yield view
+        finally:
+            self._views -= 1
 
-    def _erase(self) -> str:
-        if not self._height:
-            return ""
-        return "\r" + _CLEAR_LINE + (_UP + _CLEAR_LINE) * (self._height - 1)
+    @contextlib.asynccontextmanager
+    async def progress(self, total: int, description: str) -> AsyncIterator[Bar]:
+        """Show a progress bar of `total` items until the block ends (live mode only)."""
+        if self.console is None:
+            yield _NoView()
+            return
+        from ._live import progress_bar
 
-    def _println(self, text: str) -> None:
-        if self._height:
-            region = "\n".join(self._region)
-            self._write(f"{self._erase()}{text}\n{region}")
-        else:
-            self._write(text + "\n")
+        self._views += 1
+        try:
+            async with progress_bar(self.console, total, description) as bar:
+                yield bar
+        finally:
+            self._views -= 1
 
     def _write(self, text: str) -> None:
         try:
@@ -225,52 +281,10 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-def session_line(session: Session, out: Output) -> str:
+def session_line(session: Session) -> list[str | Cell]:
     """Return one summary line: id, status, title, url."""
-    title = session.title or ""
-    return f"{session.session_id}  {out.status(session)}  {title}  {session.url}".rstrip()
-
-
-class Progress:
-    """Redraw the live region from `render()`: on `update()` and on a short tick for the clock."""
-
-    def __init__(self, out: Output, render: Callable[[], list[str]], interval: float = 0.2):
-        self._out = out
-        self._render = render
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    def update(self) -> None:
-        """Redraw now."""
-        if self._out.live:
-            self._out.draw(self._render())
-
-    async def _tick(self) -> None:
-        while True:
-            self.update()
-            await asyncio.sleep(self._interval)
-
-    async def __aenter__(self) -> Progress:
-        if self._out.live:
-            self._task = asyncio.create_task(self._tick())
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
-        self._out.clear()
-
-
-def counts_line(out: Output, counts: Iterable[tuple[str, int]], *extra: str) -> str:
-    """Return `3 running/working · 2 exit · … · 4.2s`."""
-    parts = [f"{n} {label}" for label, n in counts]
-    parts += [e for e in extra if e]
-    parts.append(out.paint(_elapsed(out.elapsed()), "dim"))
-    return " · ".join(parts)
+    parts: list[str | Cell] = [f"{session.session_id}  ", status_cell(session)]
+    if session.title:
+        parts.append(f"  {session.title}")
+    parts.append(f"  {session.url}")
+    return parts

@@ -3,9 +3,13 @@
 ```python
 async with FakeDevinServer(time_scale=60.0) as server:
     client = DevinClient(base_url=server.url, api_key=server.api_key, org_id=server.org_id)
+
+server = FakeDevinServer()  # in process, no socket, nothing to start
+client = DevinClient(api_key=server.api_key, org_id=server.org_id, transport=server.transport())
 ```
-It imports nothing from the SDK client: it speaks plain JSON, shaped like the docs, under both
-`/v3beta1/organizations/{org_id}` and `/v3/organizations/{org_id}`.
+It imports nothing from the SDK client but the transport seam's types and errors: it speaks plain
+JSON, shaped like the docs, under both `/v3beta1/organizations/{org_id}` and
+`/v3/organizations/{org_id}` (and `GET /v3/self`).
 
 Behaviour worth knowing:
 - Lifecycle (server seconds; server seconds = real seconds x time_scale): new -> claimed (1 s) ->
@@ -18,14 +22,25 @@ Behaviour worth knowing:
   having ALL the given tags, the other arrays ANY; time bounds are `after <= t < before`. Order is
   created_at then session id; `total` is null when only a full scan could count it.
 - Errors are FastAPI-style `{"detail": ...}`; `error_style="problem"` gives RFC 9457 bodies.
+- Events follow the lifecycle (status changes, a few seeded shell/file/git events while working,
+  one per message); `add_event` adds more. A user message gets a Devin reply 2 s later
+  (`script_reply` picks the text). Insights' `analysis` is ready 5 s after `insights/generate`.
+- A session created with `structured_output_schema` reports `output_generator(schema)` (or what
+  `set_structured_output` set) once it reached running/finished.
+- `index_lag` (server seconds): the session and insights lists answer as of that long ago.
+- Downloads answer 307 to the bucket origin (its own port; `https://bucket.fake.invalid` in
+  process), which refuses any request carrying Authorization (`bucket_saw_authorization`);
+  `download_mode="direct"` answers the bytes. Secret values never reach the log or an answer.
 """
 
 from ._auth import ALL_PERMISSIONS, Permission
 from ._faults import Fault, RandomFaults
+from ._instances import instance_for
 from ._lifecycle import Step
 from ._log import RecordedRequest
 from ._mock import MockTransport
-from ._server import FakeDevinServer, serve_forever
+from ._serve import serve_forever
+from ._server import FakeDevinServer
 
 __all__ = [
     "ALL_PERMISSIONS",
@@ -36,5 +51,6 @@ __all__ = [
     "RandomFaults",
     "RecordedRequest",
     "Step",
+    "instance_for",
     "serve_forever",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
+from typing import Any, Literal
 
 import attrs
 
@@ -17,11 +18,12 @@ class Permission(enum.StrEnum):
     VIEW_ORG_SESSIONS = "ViewOrgSessions"  # every read
     USE_DEVIN_EXPERT = "UseDevinExpert"  # create with advanced_mode
     IMPERSONATE_ORG_SESSIONS = "ImpersonateOrgSessions"  # create_as_user_id, message_as_user_id
+    USE_DEVIN_SESSIONS = "UseDevinSessions"  # attachment upload
 
 
 ALL_PERMISSIONS: frozenset[str] = frozenset(p.value for p in Permission)
 
-ENDPOINT_PERMISSION: dict[str, Permission] = {
+ENDPOINT_PERMISSION: dict[str, Permission | None] = {
     "create": Permission.MANAGE_ORG_SESSIONS,
     "list": Permission.VIEW_ORG_SESSIONS,
     "get": Permission.VIEW_ORG_SESSIONS,
@@ -33,21 +35,47 @@ ENDPOINT_PERMISSION: dict[str, Permission] = {
     "add_tags": Permission.MANAGE_ORG_SESSIONS,
     "replace_tags": Permission.MANAGE_ORG_SESSIONS,
     "attachments": Permission.VIEW_ORG_SESSIONS,
+    "list_insights": Permission.VIEW_ORG_SESSIONS,
+    "insights": Permission.VIEW_ORG_SESSIONS,
+    "generate_insights": Permission.MANAGE_ORG_SESSIONS,
+    "events": Permission.VIEW_ORG_SESSIONS,
+    "event_details": Permission.VIEW_ORG_SESSIONS,
+    "search_events": Permission.VIEW_ORG_SESSIONS,
+    "upload_attachment": Permission.USE_DEVIN_SESSIONS,
+    "download_attachment": Permission.VIEW_ORG_SESSIONS,
+    "self": None,
 }
-"""The permission each endpoint needs before it looks at the request body."""
+"""The permission each endpoint needs before it looks at the request body (None: any token)."""
+PrincipalType = Literal["service_user", "pat_user"]
 
 
 @attrs.frozen
 class Principal:
-    """Who a token is: a service user with a set of permissions."""
+    """Who a token is: a service user (or a PAT user) with a set of permissions."""
 
     token: str
     service_user_id: str
     permissions: frozenset[str]
+    principal_type: PrincipalType = "service_user"
+    name: str = "fake-service-user"
 
-    def require(self, permission: str) -> None:
-        if permission not in self.permissions:
+    def require(self, permission: str | None) -> None:
+        if permission is not None and permission not in self.permissions:
             raise ApiError(403, f"Missing permission: {permission}")
+
+    @property
+    def user_id(self) -> str | None:
+        """The user a PAT acts as (sessions it creates carry it); None for a service user."""
+        return self.service_user_id if self.principal_type == "pat_user" else None
+
+    def self_json(self, org_id: str) -> dict[str, Any]:
+        """The GET /v3/self body for this principal."""
+        if self.principal_type == "pat_user":
+            return {"principal_type": "pat_user", "user_id": self.service_user_id,
+                    "user_name": self.name, "api_key_id": f"apikey-{self.service_user_id[-12:]}",
+                    "api_key_name": f"{self.name}-key", "org_id": org_id}
+        return {"principal_type": "service_user", "service_user_id": self.service_user_id,
+                "service_user_name": self.name, "org_id": org_id}
 
 
 class TokenRegistry:
@@ -56,12 +84,16 @@ class TokenRegistry:
     def __init__(self) -> None:
         self._tokens: dict[str, Principal] = {}
 
-    def add(self, token: str, service_user_id: str, permissions: Iterable[str]) -> Principal:
+    def add(self, token: str, service_user_id: str, permissions: Iterable[str], *,
+            principal_type: PrincipalType = "service_user",
+            name: str = "fake-service-user") -> Principal:
         perms = frozenset(str(p.value if isinstance(p, Permission) else p) for p in permissions)
         unknown = perms - ALL_PERMISSIONS
         if unknown:
             raise ValueError(f"unknown permissions: {sorted(unknown)}")
-        principal = Principal(token, service_user_id, perms)
+        if principal_type not in ("service_user", "pat_user"):
+            raise ValueError("principal_type must be 'service_user' or 'pat_user'")
+        principal = Principal(token, service_user_id, perms, principal_type, name)
         self._tokens[token] = principal
         return principal
 

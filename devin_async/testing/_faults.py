@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import attrs
 
-ENDPOINTS = ("create", "list", "get", "terminate", "archive", "send_message", "messages",
-             "get_tags", "add_tags", "replace_tags", "attachments")
+from ._routes import ENDPOINTS as ENDPOINTS
+
 DropKind = Literal["before", "after"]
 MalformedKind = Literal["truncated", "non_json", "html", "empty"]
 MALFORMED_KINDS: tuple[MalformedKind, ...] = ("truncated", "non_json", "html", "empty")

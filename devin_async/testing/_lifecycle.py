@@ -150,21 +150,25 @@ class Timeline:
 
 
 # --- Default plans: lists of Steps relative to the moment they start -----------------------------
-def _settle(rng: random.Random, start: float) -> list[Step]:
+def _settle(rng: random.Random, start: float, finish: bool = False) -> list[Step]:
     done = start + rng.uniform(SETTLE_MIN, SETTLE_MAX)
-    detail = SETTLED_DETAILS[0] if rng.random() < FINISH_PROBABILITY else SETTLED_DETAILS[1]
+    chance = rng.random()
+    detail = SETTLED_DETAILS[0] if finish or chance < FINISH_PROBABILITY else SETTLED_DETAILS[1]
     sleep = done + IDLE_SUSPEND_AFTER
     return [Step("running", detail, done), Step("suspended", "inactivity", sleep)]
 
 
-def plan_start(rng: random.Random) -> list[Step]:
-    """Plan a new session: new -> claimed -> running/working -> settled -> suspended/inactivity."""
+def plan_start(rng: random.Random, *, finish: bool = False) -> list[Step]:
+    """Plan a new session: new -> claimed -> running/working -> settled -> suspended/inactivity.
+
+    `finish`: the work ends `finished` (a session asked for a structured output delivers it).
+    """
     working = CLAIM_AFTER + WORK_AFTER
     return [
         Step("new", None, 0.0),
         Step("claimed", None, CLAIM_AFTER),
         Step("running", "working", working),
-        *_settle(rng, working),
+        *_settle(rng, working, finish),
     ]
 
 

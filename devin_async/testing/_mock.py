@@ -33,6 +33,10 @@ class MockTransport:
 
     async def send(self, request: HTTPRequest, *, timeout: float) -> HTTPResponse:
         """Record the request and return the handler's answer."""
+        if request.body is not None and not isinstance(request.body, bytes):
+            # A streamed body (an upload) reaches the handler whole, as bytes.
+            chunks = [bytes(chunk) async for chunk in request.body]
+            request = request._replace(body=b"".join(chunks))
         self.requests.append(request)
         self.timeouts.append(timeout)
         answer = self.handler(request)

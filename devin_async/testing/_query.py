@@ -8,6 +8,9 @@ Order is created_at ascending then session id. A cursor is the key of the page's
 session created while a client pages through never duplicates or hides an existing one.
 `total` is exact except when a non-indexed filter (is_archived, updated_*) would need a full scan
 without candidates; then it is null, which the API allows.
+Index lag (`store.index_lag` server seconds): the list answers from the index as it was that long
+ago: a session shows up `index_lag` after its creation, with the status, tags and updated_at it had
+then (the tag filter too). That path scans every session: it is for tests, not for benchmarks.
 """
 
 from __future__ import annotations
@@ -16,12 +19,18 @@ import base64
 import binascii
 import bisect
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._errors import ValidationFailed, field_error
-from ._state import SessionRecord, SessionStore
+from ._records import SessionRecord
+
+if TYPE_CHECKING:
+    from ._state import SessionStore
+
+Render = Callable[[SessionRecord, float], dict[str, Any]]
 
 
 @attrs.frozen
@@ -63,13 +72,13 @@ class ListQuery:
         return (self.is_archived is not None or self.updated_after is not None
                 or self.updated_before is not None)
 
-    def keeps(self, record: SessionRecord, now: float) -> bool:
+    def keeps(self, record: SessionRecord, now: float, *, as_of: bool = False) -> bool:
         """Check the filters no index answers."""
         if self.is_archived is not None and record.fields["is_archived"] != self.is_archived:
             return False
         if self.updated_after is None and self.updated_before is None:
             return True
-        updated = record.updated_at(now)
+        updated = record.updated_at(now, as_of=as_of)
         if self.updated_after is not None and updated < self.updated_after:
             return False
         return self.updated_before is None or updated < self.updated_before
@@ -113,8 +122,46 @@ def message_cursor(cursor: str) -> int:
 
 
 # --- pages ---------------------------------------------------------------------------------------
-def list_sessions(store: SessionStore, query: ListQuery, now: float) -> dict[str, Any]:
-    """Return one SessionListPage for `query` at server time `now`."""
+def _lagged_keys(store: SessionStore, query: ListQuery, at: float) -> list[tuple[int, str]]:
+    """Every key the list index held at server time `at` that `query` keeps (a full scan)."""
+    keys = []
+    for record in store.records.values():
+        if record.created > at:
+            continue
+        if query.session_ids is not None and record.session_id not in query.session_ids:
+            continue
+        if query.tags is not None and not set(query.tags) <= set(record.tags_at(at)):
+            continue
+        if any(not set(values) & set(record.index_values(name))
+               for name, values, _ in query.indexed() if name != "tags"):
+            continue
+        created = int(record.created)
+        if query.created_after is not None and created < query.created_after:
+            continue
+        if query.created_before is not None and created >= query.created_before:
+            continue
+        if query.keeps(record, at, as_of=True):
+            keys.append(record.key)
+    keys.sort()
+    return keys
+
+
+def _page(keys: list[tuple[int, str]], query: ListQuery) -> tuple[list[tuple[int, str]], bool]:
+    start = bisect.bisect_right(keys, query.after) if query.after is not None else 0
+    return keys[start:start + query.first], start + query.first < len(keys)
+
+
+def list_sessions(store: SessionStore, query: ListQuery, now: float,
+                  render: Render | None = None) -> dict[str, Any]:
+    """Return one SessionListPage (items by `render`, default SessionResponse) at `now`."""
+    if store.index_lag > 0:
+        at = now - store.index_lag
+        seen = _lagged_keys(store, query, at)
+        shown, more = _page(seen, query)
+        lagged = render or (lambda r, t: store.render(r, t, full=True, as_of=True))
+        return {"items": [lagged(store.records[k[1]], at) for k in shown],
+                "end_cursor": encode_cursor(list(shown[-1])) if shown and more else None,
+                "has_next_page": more, "total": len(seen)}
     candidates: set[str] | None = None
     if query.session_ids is not None:
         candidates = {i for i in query.session_ids if i in store.records}
@@ -132,8 +179,7 @@ def list_sessions(store: SessionStore, query: ListQuery, now: float) -> dict[str
                 if (lo_key is None or k >= lo_key) and (hi_key is None or k < hi_key)
                 and query.keeps(store.records[k[1]], now)]
         total = len(keys)
-        start = bisect.bisect_right(keys, query.after) if query.after is not None else 0
-        page, has_next = keys[start:start + query.first], start + query.first < len(keys)
+        page, has_next = _page(keys, query)
     else:
         lo = bisect.bisect_left(store.order, lo_key) if lo_key is not None else 0
         hi = bisect.bisect_left(store.order, hi_key) if hi_key is not None else len(store.order)
@@ -153,16 +199,17 @@ def list_sessions(store: SessionStore, query: ListQuery, now: float) -> dict[str
                         has_next = True
                         break
                     page.append(key)
-    items = [store.render(store.records[k[1]], now, full=True) for k in page]
+    draw = render or (lambda r, t: store.render(r, t, full=True))
+    items = [draw(store.records[k[1]], now) for k in page]
     end_cursor = encode_cursor(list(page[-1])) if page and has_next else None
     return {"items": items, "end_cursor": end_cursor, "has_next_page": has_next, "total": total}
 
 
 def list_messages(store: SessionStore, record: SessionRecord, first: int, after: str | None,
                   now: float) -> dict[str, Any]:
-    """Return one SessionMessageListPage, oldest message first."""
+    """Return one SessionMessageListPage, oldest message first (an empty `after`: page one)."""
     messages = store.visible_messages(record, now)
-    start = message_cursor(after) if after is not None else 0
+    start = message_cursor(after) if after else 0
     page = messages[start:start + first]
     end = start + len(page)
     has_next = end < len(messages)

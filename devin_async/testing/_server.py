@@ -1,30 +1,37 @@
-"""`FakeDevinServer`: the Devin sessions API on a real loopback socket, for tests and demos.
+"""`FakeDevinServer`: the Devin sessions API on a real loopback socket (or in process), for tests.
 
-The server owns the state (store, tokens, faults, limits, log); the aiohttp app in front of it is
-rebuilt on every `start`, so `restart` can drop every connection and listen again on the same port
-while sessions, tokens and counters survive.
+The server owns the state (store, tokens, faults, limits, log, attachments); the aiohttp apps in
+front of it (the API and the attachment bucket, each on its own port) are rebuilt on every
+`start`, so `restart` can drop every connection and listen again on the same ports while
+sessions, tokens and counters survive. `transport()` serves the same dispatcher with no socket.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import copy
 import random
-import signal
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
-from ._auth import ALL_PERMISSIONS, TokenRegistry
+from ._activity_api import ActivityApi, DownloadMode
+from ._api import SessionsApi
+from ._attachments import AttachmentStore
+from ._auth import ALL_PERMISSIONS, PrincipalType, TokenRegistry
+from ._dispatch import Dispatcher, ErrorStyle
 from ._faults import DEFAULT_RANDOM_KINDS, DropKind, Fault, FaultBook, MalformedKind, RandomFaults
-from ._http import ErrorStyle, HttpFrontend
+from ._http import ApiFrontend, BucketFrontend
+from ._inprocess import InProcessTransport
+from ._instances import instance_for
 from ._lifecycle import ServerClock, StepLike, as_steps
 from ._log import RecordedRequest, RequestLog
 from ._ratelimit import RateLimiter
-from ._state import SessionRecord, SessionStore
+from ._records import SessionRecord
+from ._render import OutputGenerator
+from ._server_activity import ActivityControls
+from ._state import SessionStore
 
 _SHUTDOWN_TIMEOUT = 0.5
 
@@ -46,7 +53,7 @@ class SessionsView(Mapping[str, dict[str, Any]]):
         return len(self._store.records)
 
 
-class FakeDevinServer:
+class FakeDevinServer(ActivityControls):
     """A fake Devin organization serving the v3beta1 and v3 session endpoints on 127.0.0.1.
 
     Args:
@@ -60,6 +67,13 @@ class FakeDevinServer:
         max_log: how many requests `requests` keeps.
         batch_children: child sessions an `advanced_mode="batch"` create makes.
         error_style: "fastapi" (`{"detail": ...}`) or "problem" (RFC 9457 body for non-422 errors).
+        index_lag: server seconds the list endpoints (sessions, insights) lag behind writes.
+        output_generator: `schema -> value`, the structured output of a session created with a
+            `structured_output_schema` once it finishes (such a session always ends its work
+            `finished`); default `instance_for` (a minimal conforming instance); None: no
+            output unless `set_structured_output` gives one.
+        download_mode: "redirect" (307 to the bucket origin) or "direct" (200 with the bytes).
+        attachment_url_ttl: real seconds a presigned bucket URL stays valid.
     """
 
     def __init__(
@@ -68,23 +82,38 @@ class FakeDevinServer:
         api_key: str | None = None, org_id: str | None = None,
         clock: Callable[[], float] | None = None, epoch: float | None = None,
         max_log: int = 10_000, batch_children: int = 3, error_style: ErrorStyle = "fastapi",
+        index_lag: float = 0.0, output_generator: OutputGenerator | None = instance_for,
+        download_mode: DownloadMode = "redirect", attachment_url_ttl: float = 60.0,
     ) -> None:
+        if index_lag < 0:
+            raise ValueError("index_lag must be >= 0 server seconds")
         self.host = host
         self._port = port
+        self._bucket_port = 0
         rng = random.Random(seed)
         self.clock = ServerClock(time_scale=time_scale, clock=clock, epoch=epoch)
         self.org_id = org_id or f"org-{rng.getrandbits(64):016x}"
-        self._store = SessionStore(org_id=self.org_id, clock=self.clock, rng=rng,
-                                   batch_children=batch_children)
+        self._store = SessionStore(
+            org_id=self.org_id, clock=self.clock, rng=rng, batch_children=batch_children,
+            event_rng=random.Random(f"events:{seed}"), event_seed=seed, index_lag=index_lag,
+            output_generator=output_generator)
         self._tokens = TokenRegistry()
         self._rng = rng
         self.api_key = self.add_token(api_key)
         self._faults = FaultBook()
         self._limiter = RateLimiter(self.clock.real, rate_limit, rate_limit_burst)
         self._log = RequestLog(max_log)
-        self._frontend = HttpFrontend(store=self._store, tokens=self._tokens, faults=self._faults,
-                                      limiter=self._limiter, log=self._log, error_style=error_style)
+        self._attachments = AttachmentStore(rng=random.Random(f"attachments:{seed}"),
+                                            clock=self.clock.real, ttl=attachment_url_ttl)
+        self._store.uploaded = self._attachments.by_url
+        self._activity = ActivityApi(self._store, self._attachments, download_mode=download_mode)
+        self._dispatcher = Dispatcher(
+            org_id=self.org_id, tokens=self._tokens, faults=self._faults, limiter=self._limiter,
+            log=self._log, error_style=error_style,
+            endpoints={**SessionsApi(self._store, self._log).endpoints(),
+                       **self._activity.endpoints()})
         self._runner: web.AppRunner | None = None
+        self._bucket_runner: web.AppRunner | None = None
 
     # --- serving ---------------------------------------------------------------------------------
     @property
@@ -98,32 +127,47 @@ class FakeDevinServer:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def bucket_url(self) -> str:
+        """The origin of the attachment bucket (another loopback port), once started."""
+        if not self._bucket_port:
+            raise RuntimeError("the server has not started yet")
+        return f"http://{self.host}:{self._bucket_port}"
+
+    @property
     def listening(self) -> bool:
         return self._runner is not None
 
     async def start(self) -> None:
-        """Listen (on the same port as before after a `stop_listening`)."""
+        """Listen (on the same ports as before after a `stop_listening`)."""
         if self._runner is not None:
             return
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._frontend.handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self._port, reuse_address=True)
+        bucket = await _listen(BucketFrontend(self._attachments).app(), self.host,
+                               self._bucket_port)
         try:
-            await site.start()
+            self._bucket_port = _bound_port(bucket)
+            api = ApiFrontend(self._dispatcher, self.bucket_url).app()
+            runner = await _listen(api, self.host, self._port)
         except BaseException:
-            await runner.cleanup()
+            await bucket.cleanup()
             raise
-        self._runner = runner
-        if not self._port:
-            self._port = _bound_port(runner)
+        self._runner, self._bucket_runner = runner, bucket
+        self._port = _bound_port(runner)
 
     async def stop_listening(self) -> None:
-        """Close the socket and every open connection; all state is kept."""
+        """Close the sockets and every open connection; all state is kept."""
         runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        bucket, self._bucket_runner = self._bucket_runner, None
+        for each in (runner, bucket):
+            if each is not None:
+                await each.cleanup()
+
+    def transport(self) -> InProcessTransport:
+        """Return a `devin_async.Transport` serving this server in process (no socket needed).
+
+        Any origin reaches the API (`http://fake.invalid` is a good base URL); downloads redirect
+        to `https://bucket.fake.invalid`, which the same transport serves.
+        """
+        return InProcessTransport(self._dispatcher, self._attachments)
 
     async def restart(self) -> None:
         """Stop listening, then listen again on the same port, keeping every session."""
@@ -143,11 +187,18 @@ class FakeDevinServer:
 
     # --- credentials -----------------------------------------------------------------------------
     def add_token(self, token: str | None = None, *,
-                  permissions: Iterable[str] = ALL_PERMISSIONS) -> str:
-        """Register a bearer token with `permissions` (see `Permission`); return it."""
+                  permissions: Iterable[str] = ALL_PERMISSIONS,
+                  principal_type: PrincipalType = "service_user", name: str | None = None) -> str:
+        """Register a bearer token with `permissions` (see `Permission`); return it.
+
+        `principal_type` is what GET /v3/self reports: "service_user" (sessions it creates carry
+        its `service_user_id`) or "pat_user" (they carry its `user_id`).
+        """
         token = token or f"cog_{self._rng.getrandbits(160):040x}"
-        service_user = f"service-user-{self._rng.getrandbits(64):016x}"
-        self._tokens.add(token, service_user, permissions)
+        kind = "user" if principal_type == "pat_user" else "service-user"
+        principal_id = f"{kind}-{self._rng.getrandbits(64):016x}"
+        self._tokens.add(token, principal_id, permissions, principal_type=principal_type,
+                         name=name or f"fake-{kind}")
         return token
 
     def revoke_token(self, token: str) -> None:
@@ -231,6 +282,10 @@ class FakeDevinServer:
         """The create body a session was made from (unknown extra fields included)."""
         return copy.deepcopy(self._record(session_id).create_body)
 
+    def session_secrets(self, session_id: str) -> list[dict[str, Any]]:
+        """The session_secrets a session was created with, values included (never served)."""
+        return copy.deepcopy(self._record(session_id).secrets)
+
     def _record(self, session_id: str) -> SessionRecord:
         try:
             return self._store.records[session_id]
@@ -249,9 +304,11 @@ class FakeDevinServer:
         """Fail the next `times` requests to `endpoint` (None: all of them until cleared).
 
         Endpoint names: create, list, get, terminate, archive, send_message, messages, get_tags,
-        add_tags, replace_tags, attachments, or "*". `drop="before"` closes the connection without
-        acting; `drop="after"` acts, then closes without an answer; `status` answers with it (a
-        FastAPI-style body unless `body`) without acting; `delay` (real seconds) comes first;
+        add_tags, replace_tags, attachments, list_insights, insights, generate_insights, events,
+        event_details, search_events, upload_attachment, download_attachment, self, or "*".
+        `drop="before"` closes the connection without acting; `drop="after"` acts, then closes
+        without an answer; `status` answers with it (a FastAPI-style body unless `body`) without
+        acting; `delay` (real seconds) comes first;
         `malformed` breaks the body; `retry_after`, `retry_after_ms` and `headers` are added to the
         answer.
         """
@@ -298,30 +355,19 @@ class FakeDevinServer:
         self._log.stats.clear()
 
 
+async def _listen(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
+
+
 def _bound_port(runner: web.AppRunner) -> int:
     for address in runner.addresses:
         if isinstance(address, tuple):
             return int(address[1])
     raise RuntimeError("the server is not bound to a TCP port")
-
-
-def serve_forever(
-    host: str = "127.0.0.1", port: int = 0, *, time_scale: float = 1.0,
-    rate_limit: float | None = None, api_key: str | None = None, org_id: str | None = None,
-    seed: int | None = None,
-) -> None:
-    """Serve a FakeDevinServer until Ctrl-C or SIGTERM (blocking); print one line saying where."""
-    asyncio.run(_serve(host, port, time_scale=time_scale, rate_limit=rate_limit, api_key=api_key,
-                       org_id=org_id, seed=seed))
-
-
-async def _serve(host: str, port: int, **options: Any) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    async with FakeDevinServer(host=host, port=port, **options) as server:
-        print(f"Fake Devin server: DEVIN_BASE_URL={server.url} DEVIN_API_KEY={server.api_key} "
-              f"DEVIN_ORG_ID={server.org_id}", flush=True)
-        await stop.wait()

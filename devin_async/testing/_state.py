@@ -5,22 +5,21 @@ and by tags/users/playbooks over stores of 10,000+ sessions. `records` answers i
 `_index` maps (field, value) -> ids for the filters whose value only changes through this module;
 `order` keeps `(created_at, session_id)` keys sorted so the unfiltered list and the created_at
 range are bisections.
+Messages and events are planned with the timeline; whatever lies in the future is dropped with
+it when the timeline is cut (a message, terminate, script, set_status).
 """
 
 from __future__ import annotations
 
 import bisect
-import copy
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import attrs
-
 from ._errors import ApiError, ValidationFailed, field_error
+from ._events import EventMaker
 from ._lifecycle import (
-    ACUS_PER_WORKING_SECOND,
     AWAKE,
     SETTLE_MESSAGES,
     TERMINAL,
@@ -31,77 +30,30 @@ from ._lifecycle import (
     plan_resume,
     plan_start,
 )
+from ._records import (
+    HIDDEN,
+    INDEXED,
+    MAX_TAGS,
+    SEEDABLE,
+    MessageRecord,
+    SessionRecord,
+    default_fields,
+)
+from ._render import OutputGenerator, render_session
 
-MAX_TAGS = 50
-INDEXED = ("tags", "playbook_id", "origin", "user_id", "service_user_id", "schedule_id", "repos",
-           "category")
-"""Fields with an index (value -> session ids); list filters on them never scan the store."""
-_HIDDEN = ("schedule_id", "repos")  # filterable, not part of SessionResponse
+__all__ = ["MAX_TAGS", "REPLY_AFTER", "SessionStore"]
 
-
-def _default_fields() -> dict[str, Any]:
-    """Stored SessionResponse fields of a new session (acus_consumed None: computed)."""
-    return {
-        "acus_consumed": None, "pull_requests": [], "title": None, "user_id": None,
-        "service_user_id": None, "playbook_id": None, "parent_session_id": None,
-        "child_session_ids": None, "is_archived": False, "is_advanced": False,
-        "structured_output": None, "origin": "api", "category": None, "subcategory": None,
-    }
-
-
-SEEDABLE = frozenset({*_default_fields(), *_HIDDEN, "tags", "status", "status_detail",
-                      "created_at", "updated_at", "prompt"})
-"""Keyword names `add_sessions`/`update` accept."""
-
-
-@attrs.define(slots=True, eq=False)
-class MessageRecord:
-    at: float
-    event_id: str
-    message: str
-    source: str  # "user" | "devin"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"event_id": self.event_id, "created_at": int(self.at), "message": self.message,
-                "source": self.source}
-
-
-@attrs.define(slots=True, eq=False)
-class SessionRecord:
-    session_id: str
-    created: float
-    timeline: Timeline
-    touched: float
-    tags: list[str]
-    fields: dict[str, Any]  # SessionResponse fields that are stored as-is
-    hidden: dict[str, Any]  # filter-only fields: schedule_id, repos
-    create_body: dict[str, Any]
-    messages: list[MessageRecord] = attrs.Factory(list)
-    attachments: list[dict[str, Any]] = attrs.Factory(list)
-
-    @property
-    def key(self) -> tuple[int, str]:
-        """Sort key of every list: created_at (as sent, whole seconds) then id."""
-        return (int(self.created), self.session_id)
-
-    def index_values(self, name: str) -> list[str]:
-        if name == "tags":
-            return self.tags
-        value = self.hidden.get(name) if name in _HIDDEN else self.fields.get(name)
-        if value is None:
-            return []
-        return [str(v) for v in value] if isinstance(value, list) else [str(value)]
-
-    def updated_at(self, now: float) -> int:
-        return int(max(self.timeline.changed_at(now), self.touched))
-
-
-def _copy(value: Any) -> Any:
-    return None if value is None else copy.deepcopy(value)
+REPLY_AFTER = 2.0
+"""Server seconds from a user message to Devin's reply."""
 
 
 def _dedupe(tags: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(tags))
+
+
+def default_reply(text: str) -> str:
+    first = (text.strip().splitlines() or [""])[0][:80]
+    return f"Got it: {first}" if first else "Got it."
 
 
 class SessionStore:
@@ -109,16 +61,23 @@ class SessionStore:
 
     def __init__(
         self, *, org_id: str, clock: ServerClock, rng: random.Random, batch_children: int = 3,
+        event_rng: random.Random | None = None, event_seed: object = 0, index_lag: float = 0.0,
+        output_generator: OutputGenerator | None = None,
     ) -> None:
         self.org_id = org_id
         self.clock = clock
         self.rng = rng
         self.batch_children = batch_children
+        self.events = EventMaker(event_rng or random.Random(0), event_seed)
+        self.index_lag = index_lag
+        self.output_generator = output_generator
         self.records: dict[str, SessionRecord] = {}
         self.order: list[tuple[int, str]] = []
         self._index: dict[str, defaultdict[str, set[str]]] = {
             name: defaultdict(set) for name in INDEXED}
         self.scripts: list[list[Step]] = []  # queue for the next created sessions
+        #: url -> {attachment_id, name, content_type} of an uploaded file (set by the server).
+        self.uploaded: Callable[[str], dict[str, Any] | None] = lambda url: None
 
     # --- ids, lookup, indexes --------------------------------------------------------------------
     def hex_id(self) -> str:
@@ -168,25 +127,42 @@ class SessionStore:
                     timeline: Timeline) -> SessionRecord:
         hex_id = self.hex_id()
         prompt = str(body.get("prompt", ""))
+        schema = body.get("structured_output_schema")
         record = SessionRecord(
             session_id=f"devin-{hex_id}", created=now, timeline=timeline, touched=now,
             tags=_dedupe(body.get("tags") or []),
-            fields={**_default_fields(), **fields},
+            fields={**default_fields(), **fields},
             hidden={"schedule_id": body.get("schedule_id"), "repos": list(body.get("repos") or [])},
             create_body=dict(body),
+            secrets=[dict(s) for s in body.get("session_secrets") or []],
+            output_schema=schema if isinstance(schema, dict) else None,
         )
         if record.fields["title"] is None and prompt:
             record.fields["title"] = prompt.strip().splitlines()[0][:80] if prompt.strip() else None
+        record.add_event(self.events.make(now, "session_created", "lifecycle", "incoming",
+                                          "Session created", {"origin": record.fields["origin"]}))
+        if record.secrets:
+            keys = [str(s.get("key")) for s in record.secrets]
+            record.add_event(self.events.make(now, "session_secrets_loaded", "secret", "incoming",
+                                              f"Loaded {len(keys)} session secret(s)",
+                                              {"keys": keys}))
         if prompt:
-            record.messages.append(MessageRecord(now, self._event_id(), prompt, "user"))
-        for url in body.get("attachment_urls") or []:
-            record.attachments.append({
-                "attachment_id": f"att-{self.hex_id()[:16]}", "name": url.rsplit("/", 1)[-1] or url,
-                "source": "user", "url": url, "content_type": None})
+            self._message(record, MessageRecord(now, self._event_id(), prompt, "user"))
+        self.link_attachments(record, body.get("attachment_urls") or [])
         return record
+
+    def link_attachments(self, record: SessionRecord, urls: Iterable[str]) -> None:
+        for url in urls:
+            known = self.uploaded(url) or {
+                "attachment_id": f"att-{self.hex_id()[:16]}",
+                "name": url.rsplit("/", 1)[-1] or url, "content_type": None}
+            record.attachments.append({**known, "source": "user", "url": url})
 
     def _event_id(self) -> str:
         return f"event-{self.hex_id()}"
+
+    def _message(self, record: SessionRecord, message: MessageRecord) -> None:
+        record.messages.append(message)
 
     def _plan(self, record: SessionRecord, start: float, steps: list[Step]) -> None:
         """Append `steps` from `start`, and the Devin message that goes with a settling step."""
@@ -194,20 +170,23 @@ class SessionStore:
         for step in steps:
             text = SETTLE_MESSAGES.get(step.status_detail or "")
             if step.status == "running" and text:
-                message = MessageRecord(start + step.at, self._event_id(), text, "devin")
-                record.messages.append(message)
+                self._message(record, MessageRecord(start + step.at, self._event_id(), text,
+                                                    "devin"))
 
-    def create(self, body: Mapping[str, Any], *, service_user_id: str | None) -> SessionRecord:
+    def create(self, body: Mapping[str, Any], *, service_user_id: str | None,
+               user_id: str | None = None) -> SessionRecord:
         """Create a session (and a batch's children) from a validated create body."""
         now = self.clock.now()
         mode = body.get("advanced_mode")
-        fields = {"user_id": body.get("create_as_user_id"), "service_user_id": service_user_id,
+        fields = {"user_id": body.get("create_as_user_id") or user_id,
+                  "service_user_id": service_user_id,
                   "playbook_id": body.get("playbook_id"), "is_advanced": mode is not None,
                   "title": body.get("title")}
         script = self.scripts.pop(0) if self.scripts else None
         record = self._new_record(now, body, fields, Timeline.starting(now))
         if script is None:
-            self._plan(record, now, plan_start(self.rng)[1:])
+            self._plan(record, now,
+                       plan_start(self.rng, finish=record.output_schema is not None)[1:])
         else:
             record.timeline.auto = False
             self._plan(record, now, script)
@@ -267,14 +246,21 @@ class SessionStore:
         self._reindex(record, INDEXED, add=False)
         for name, value in fields.items():
             if name == "tags":
-                record.tags = _dedupe(value)
+                self._retag(record, _dedupe(value))
             elif name == "updated_at":
                 record.touched = float(value)
-            elif name in _HIDDEN:
+            elif name in HIDDEN:
                 record.hidden[name] = value
             else:
                 record.fields[name] = value
         self._reindex(record, INDEXED, add=True)
+
+    def _retag(self, record: SessionRecord, tags: list[str]) -> None:
+        """Set the tags, remembering the old ones for a lagging list index."""
+        if not record.tag_history:
+            record.tag_history.append((record.created, list(record.tags)))
+        record.tag_history.append((self.clock.now(), list(tags)))
+        record.tags = tags
 
     def set_tags(self, record: SessionRecord, tags: list[str], *, append: bool) -> list[str]:
         new = _dedupe([*record.tags, *tags] if append else tags)
@@ -283,33 +269,27 @@ class SessionStore:
                 ("body", "tags"), f"A session can have at most {MAX_TAGS} tags, not {len(new)}",
                 "too_long", tags, {"max_length": MAX_TAGS})])
         self._reindex(record, ("tags",), add=False)
-        record.tags = new
+        self._retag(record, new)
         self._reindex(record, ("tags",), add=True)
         record.touched = self.clock.now()
         return list(new)
 
     def set_status(self, record: SessionRecord, status: str, detail: str | None) -> None:
         now = self.clock.now()
-        record.timeline.cut(now)
+        self._cut(record, now, auto=False)
         record.timeline.push(now, status, detail)
-        record.timeline.auto = False
-        self._drop_future_messages(record, now)
 
     def script(self, record: SessionRecord, steps: list[Step]) -> None:
         now = self.clock.now()
-        record.timeline.cut(now)
-        record.timeline.auto = False
-        self._drop_future_messages(record, now)
+        self._cut(record, now, auto=False)
         self._plan(record, now, steps)
 
-    def _drop_future_messages(self, record: SessionRecord, now: float) -> None:
+    def _cut(self, record: SessionRecord, now: float, *, auto: bool) -> None:
+        """Forget the planned future: timeline, messages and events after `now`."""
+        record.timeline.cut(now)
+        record.timeline.auto = auto
         record.messages = [m for m in record.messages if m.at <= now]
-
-    def _replan(self, record: SessionRecord, now: float, steps: list[Step]) -> None:
-        record.timeline.cut(now)
-        record.timeline.auto = True
-        self._drop_future_messages(record, now)
-        self._plan(record, now, steps)
+        record.events = [e for e in record.events if e.at <= now]
 
     def send_message(self, record: SessionRecord, text: str) -> None:
         """Add a user message; wake a suspended session, set a settled one working again."""
@@ -324,18 +304,22 @@ class SessionStore:
         scripted = not record.timeline.auto and record.timeline.has_future(now)
         if not scripted:
             if status == "suspended":
-                self._replan(record, now, plan_resume(self.rng))
+                self._cut(record, now, auto=True)
+                self._plan(record, now, plan_resume(self.rng))
             elif status == "running" or not record.timeline.has_future(now):
-                self._replan(record, now, plan_continue(self.rng))
-        record.messages.append(MessageRecord(now, self._event_id(), text, "user"))
+                self._cut(record, now, auto=True)
+                self._plan(record, now, plan_continue(self.rng))
+        self._message(record, MessageRecord(now, self._event_id(), text, "user"))
+        reply, delay = record.replies.pop(0) if record.replies else (default_reply(text),
+                                                                     REPLY_AFTER)
+        self._message(record, MessageRecord(now + delay, self._event_id(), reply, "devin"))
 
     def terminate(self, record: SessionRecord, *, archive: bool) -> None:
         now = self.clock.now()
         status, _ = record.timeline.state(now)
         if status not in TERMINAL:
-            record.timeline.cut(now)
+            self._cut(record, now, auto=record.timeline.auto)
             record.timeline.push(now, "exit", None)
-            self._drop_future_messages(record, now)
         if archive and not record.fields["is_archived"]:
             record.fields["is_archived"] = True
             record.touched = now
@@ -344,47 +328,18 @@ class SessionStore:
         now = self.clock.now()
         status, _ = record.timeline.state(now)
         if status in AWAKE:
-            record.timeline.cut(now)
+            self._cut(record, now, auto=record.timeline.auto)
             record.timeline.push(now, "suspended", "user_request")
-            self._drop_future_messages(record, now)
         record.fields["is_archived"] = True
         record.touched = now
 
     # --- rendering -------------------------------------------------------------------------------
-    def render(self, record: SessionRecord, now: float, *, full: bool) -> dict[str, Any]:
+    def render(self, record: SessionRecord, now: float, *, full: bool,
+               as_of: bool = False) -> dict[str, Any]:
         """SessionResponse JSON; `full` (get/list) fills status_detail and structured_output."""
-        status, detail = record.timeline.state(now)
-        fields = record.fields
-        acus = fields["acus_consumed"]
-        if acus is None:
-            acus = round(record.timeline.working_seconds(now) * ACUS_PER_WORKING_SECOND, 3)
-        hex_id = record.session_id.removeprefix("devin-")
-        return {
-            "session_id": record.session_id,
-            "url": f"https://app.devin.ai/sessions/{hex_id}",
-            "status": status,
-            "status_detail": detail if full else None,
-            "tags": list(record.tags),
-            "org_id": self.org_id,
-            "created_at": int(record.created),
-            "updated_at": record.updated_at(now),
-            "acus_consumed": acus,
-            "pull_requests": [dict(pr) for pr in fields["pull_requests"]],
-            "title": fields["title"],
-            "user_id": fields["user_id"],
-            "service_user_id": fields["service_user_id"],
-            "playbook_id": fields["playbook_id"],
-            "parent_session_id": fields["parent_session_id"],
-            "child_session_ids": _copy(fields["child_session_ids"]),
-            "is_archived": fields["is_archived"],
-            "is_advanced": fields["is_advanced"],
-            "structured_output": _copy(fields["structured_output"]) if full else None,
-            "origin": fields["origin"],
-            "category": fields["category"] if full else None,
-            "subcategory": fields["subcategory"] if full else None,
-        }
+        return render_session(record, self.org_id, now, full=full, as_of=as_of,
+                              generator=self.output_generator)
 
     def visible_messages(self, record: SessionRecord, now: float) -> list[MessageRecord]:
         """Messages up to `now`, oldest first."""
         return sorted((m for m in record.messages if m.at <= now), key=lambda m: m.at)
-
