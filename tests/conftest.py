@@ -17,14 +17,14 @@ from __future__ import annotations
 import inspect
 import os
 import types
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aioresponses.core
 import pytest
 from aiohttp import ClientResponse
 
-from devin_async import DevinClient, PollPolicy, _json
+from devin_async import DevinClient, PollPolicy
 from devin_async.testing import FakeDevinServer
 
 from .helpers import FakeClock, StubOrg, stub_client
@@ -40,12 +40,8 @@ if "stream_writer" in inspect.signature(ClientResponse.__init__).parameters:
     aioresponses.core.ClientResponse = _CompatClientResponse  # type: ignore[misc]
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _json_codec() -> Iterator[None]:
-    before = _json.codec()
-    _json.use(os.environ.get("DEVIN_ASYNC_JSON") or "json")
-    yield
-    _json.use(before)
+# The default codec is chosen once, on first use: make it the stdlib's unless asked otherwise.
+os.environ.setdefault("DEVIN_ASYNC_JSON", "json")
 
 
 @pytest.fixture

@@ -55,30 +55,12 @@ def sent(mock: Any, method: str, url: str) -> list[Any]:
 
 # -- construction ------------------------------------------------------------------------------
 
-def test_env_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DEVIN_API_KEY", KEY)
-    monkeypatch.setenv("DEVIN_ORG_ID", "org-env")
-    monkeypatch.setenv("DEVIN_BASE_URL", "https://devin.example.com/")
-    c = DevinClient()
-    assert (c.org_id, c.base_url, c.api_version) == ("org-env", "https://devin.example.com",
-                                                     "v3beta1")
-
-
-def test_default_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DEVIN_BASE_URL", raising=False)
-    assert DevinClient(KEY, org_id="org-1").base_url == "https://api.devin.ai"
-
-
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"org_id": "org-1"}, "API key"),
-        ({"api_key": KEY}, "organization"),
         ({"api_key": KEY, "org_id": "../evil"}, "org_id"),
         ({"api_key": KEY, "org_id": "org-1", "api_version": "v2"}, "api_version"),
         ({"api_key": KEY, "org_id": "org-1", "base_url": "ftp://x"}, "base_url"),
-        ({"api_key": KEY, "org_id": "org-1", "base_url": "http://api.devin.ai"}, "http://"),
-        ({"api_key": KEY, "org_id": "org-1", "base_url": "http://10.0.0.5:8080"}, "http://"),
         ({"api_key": KEY, "org_id": "org-1", "base_url": "https://u:p@h"}, "credentials"),
         ({"api_key": "cog_ x", "org_id": "org-1"}, "whitespace"),
     ],
@@ -92,23 +74,6 @@ def test_construction_errors(monkeypatch: pytest.MonkeyPatch, kwargs: dict[str, 
     assert KEY not in str(info.value)
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9"])
-def test_plain_http_allowed_on_loopback(url: str) -> None:
-    assert DevinClient(KEY, org_id="org-1", base_url=url).base_url == url
-
-
-def test_insecure_http_opt_in() -> None:
-    c = DevinClient(KEY, org_id="org-1", base_url="http://devin.internal",
-                    allow_insecure_http=True)
-    assert c.base_url == "http://devin.internal"
-
-
-def test_repr_masks_key() -> None:
-    c = DevinClient(KEY, org_id="org-1")
-    assert KEY not in repr(c) and KEY not in str(c)
-    assert "cog_…9f3Q" in repr(c)
-
-
 @pytest.mark.parametrize("version", ["v3beta1", "v3"])
 async def test_api_version_paths(version: str) -> None:
     transport = mock_transport(lambda call: reply(200, session_json("devin-1")))
@@ -120,19 +85,6 @@ async def test_api_version_paths(version: str) -> None:
 
 
 # -- endpoints ----------------------------------------------------------------------------------
-
-async def test_create_sends_only_given_fields(client: DevinClient, mock: Any) -> None:
-    mock.post(f"{BASE}/sessions", payload=session_json())
-    s = await client.sessions.create("fix it", title="t", max_acu_limit=5, devin_mode="fast")
-    assert s.session_id == "devin-abc123"
-    call = sent(mock, "POST", f"{BASE}/sessions")[0]
-    assert json.loads(call.kwargs["data"]) == {
-        "prompt": "fix it", "title": "t", "max_acu_limit": 5, "devin_mode": "fast"}
-    headers = call.kwargs["headers"]
-    assert headers["Authorization"] == f"Bearer {KEY}"
-    assert headers["User-Agent"].startswith("devin-async/")
-    assert headers["Content-Type"] == "application/json"
-
 
 async def test_create_with_request_object_and_token(mock: Any) -> None:
     def echo(url: URL, **kw: Any) -> CallbackResult:
@@ -328,14 +280,6 @@ async def test_422_carries_errors(client: DevinClient, mock: Any) -> None:
 
 
 # -- lifecycle, hooks, logging -------------------------------------------------------------------
-
-async def test_borrowed_session_is_not_closed(mock: Any) -> None:
-    async with aiohttp.ClientSession() as http:
-        async with DevinClient(KEY, org_id="org-test", session=http) as c:
-            mock.get(f"{BASE}/sessions/devin-1", payload=session_json("devin-1"))
-            await c.sessions.get("devin-1")
-        assert not http.closed
-
 
 async def test_closed_client_raises(mock: Any) -> None:
     c = DevinClient(KEY, org_id="org-test")

@@ -814,15 +814,24 @@ async def test_bodies_over_the_cap_are_refused_and_say_so(
 @pytest.mark.parametrize("url", [
     "http://api.devin.ai", "HTTP://API.DEVIN.AI", "http://10.0.0.1:8080", "http://[2001:db8::1]",
     "http://localhost.evil.example", "http://127.0.0.1.nip.io", "http://0x7f000001",
-    "http://[::ffff:127.0.0.1]",
+    "http://[::ffff:127.0.0.1]", "http://api.example.com", "http://devin.internal/",
+    "http://localhost.evil.com", "HTTP://api.example.com",
 ])
 def test_plain_http_to_a_remote_host_is_refused(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValueError, match="allow_insecure_http"):
+    with pytest.raises(ValueError, match="allow_insecure_http") as info:
         DevinClient(KEY, org_id="org-test", base_url=url)
+    assert KEY not in str(info.value)
     monkeypatch.setenv("DEVIN_BASE_URL", url)
     with pytest.raises(ValueError, match="allow_insecure_http"):
         DevinClient(KEY, org_id="org-test")
-    assert DevinClient(KEY, org_id="org-test", base_url=url, allow_insecure_http=True)
+    opted = DevinClient(KEY, org_id="org-test", base_url=url, allow_insecure_http=True)
+    assert opted.base_url.lower() == url.lower().rstrip("/")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9",
+                                 "http://localhost:8000", "https://api.example.com"])
+def test_loopback_http_and_https_are_accepted(url: str) -> None:
+    assert DevinClient(KEY, org_id="org-test", base_url=url).base_url == url
 
 
 @pytest.mark.parametrize("url", [
