@@ -28,7 +28,6 @@ from devin_async import APITimeoutError, DevinClient, PollPolicy
 from devin_async._models import TOKEN_TAG_PREFIX
 from devin_async._transport import HTTPRequest, HTTPResponse
 from devin_async.testing import FakeDevinServer, MockTransport
-from devin_async.testing._mock import Handler
 
 T = TypeVar("T")
 BASE = "https://api.devin.ai/v3beta1/organizations/org-test"
@@ -157,8 +156,7 @@ def mock(handler: Callable[[Call], HTTPResponse | Awaitable[HTTPResponse]]) -> M
     def adapt(request: HTTPRequest) -> HTTPResponse | Awaitable[HTTPResponse]:
         return handler(parse_call(request))
 
-    adapted: Handler = adapt
-    return MockTransport(adapted)
+    return MockTransport(adapt)
 
 
 def answering(*answers: HTTPResponse | BaseException) -> MockTransport:

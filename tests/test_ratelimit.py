@@ -170,7 +170,7 @@ def warm(limiter: RateLimiter, vt: FakeClock, rate: float = 100.0) -> None:
     limiter.on_throttle(None)  # cold guess: 0.7 x what succeeded
     vt.now += 2.0  # a quiet spell: the next throttle starts a new episode
     limiter.on_throttle(None)  # cuts the rate we were sending at: 0.7 x 0.7 x rate
-    vt.now = max(vt.now, limiter._epoch)
+    vt.now += limiter.paused_for  # the curve starts once any pause ends (none without a hint)
 
 
 async def test_cubic_recovery_plateaus_at_the_old_rate_then_probes() -> None:
