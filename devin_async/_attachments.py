@@ -83,6 +83,14 @@ class _Multipart:
         yield self._tail
 
 
+class _WriteError(Exception):
+    """Writing the download failed locally (carries the OSError, raised as it is)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _FileSink:
     """Write a download to a path (via a temporary file, renamed at the end) or a file object."""
 
@@ -97,10 +105,13 @@ class _FileSink:
             self._handle.seekable() else None
 
     async def write(self, chunk: bytes) -> None:
-        if self._handle is None:
-            assert self._temp is not None
-            self._handle = open(self._temp, "wb")  # noqa: ASYNC230, SIM115 - closed in finish
-        self._handle.write(chunk)
+        try:
+            if self._handle is None:
+                assert self._temp is not None
+                self._handle = open(self._temp, "wb")  # noqa: ASYNC230, SIM115 - closed in finish
+            self._handle.write(chunk)
+        except OSError as exc:  # a local failure (a full disk) is not a network one: no retry
+            raise _WriteError(exc) from exc
         self.written += len(chunk)
 
     def reset(self) -> bool:
@@ -215,6 +226,8 @@ class Attachments:
                     deadline=deadline, sink=sink)
             ok = True
             return sink.written
+        except _WriteError as exc:
+            raise exc.error from None
         finally:
             sink.finish(ok)
 

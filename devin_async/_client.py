@@ -48,9 +48,11 @@ def is_loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
+    # Python 3.13 calls ::ffff:127.0.0.1 loopback, 3.11 and 3.12 do not: refuse it on all.
+    return ip.is_loopback and not (isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped)
 
 
 def check_base_url(base_url: object, allow_insecure_http: bool) -> str:

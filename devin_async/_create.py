@@ -56,6 +56,10 @@ def token_for_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
+def _secret_values(request: CreateSessionRequest) -> tuple[str, ...]:
+    return tuple(s.value for s in request.session_secrets or ())
+
+
 def _oldest(sessions: list[Session]) -> Session:
     return min(sessions, key=lambda s: (s.created_at, s.session_id))
 
@@ -90,8 +94,8 @@ class Creator:
                 logger.debug("create has %d tags: no room for the client token, sent unguarded",
                              MAX_TAGS)
             reply = await engine.request(
-                Request("POST", "/sessions", Kind.CREATE, json=request.to_body()),
-                deadline=deadline)
+                Request("POST", "/sessions", Kind.CREATE, json=request.to_body(),
+                        secrets=_secret_values(request)), deadline=deadline)
             return parse_session(reply.data)
         if key is None:
             return await self._guarded(request, token or new_token(), deadline, known=False)
@@ -131,7 +135,8 @@ class Creator:
             if existing:
                 return await self._keep_oldest(existing)
         body = request.to_body(tags=[*(request.tags or ()), tag])
-        send = Request("POST", "/sessions", Kind.CREATE, json=body)
+        send = Request("POST", "/sessions", Kind.CREATE, json=body,
+                       secrets=_secret_values(request))
         misses = 0
 
         async def look_up(call_deadline: float) -> Reply | None:

@@ -269,6 +269,7 @@ class Engine:
                          sink: Sink | None = None) -> Reply:
         await self.limiter.acquire(deadline)
         hooks = self.hooks
+        redactor = self.redactor if not req.secrets else self.redactor.with_secrets(req.secrets)
         path = req.path if root or req.url else self.org_path + req.path
         if hooks.on_request:
             fire(hooks.on_request, RequestEvent(req.method, path, attempt))
@@ -286,23 +287,24 @@ class Engine:
             else:
                 status, headers, body = await self._stream(http, timeout, sink)
         except APIConnectionError as exc:
-            failure = self._connection_error(exc, req.method, path, type(exc), exc.sent)
+            failure = self._connection_error(redactor, exc, req.method, path, type(exc), exc.sent)
         except TimeoutError as exc:
-            failure = self._connection_error(exc, req.method, path, APITimeoutError, True)
+            failure = self._connection_error(redactor, exc, req.method, path, APITimeoutError, True)
         except (OSError, EOFError) as exc:
-            failure = self._connection_error(exc, req.method, path, APIConnectionError, True)
+            failure = self._connection_error(redactor, exc, req.method, path, APIConnectionError,
+                                             True)
         except MalformedResponseError as exc:  # the transport's body cap
-            failure = MalformedResponseError(self.redactor.text(str(exc)), status=exc.status)
+            failure = MalformedResponseError(redactor.text(str(exc)), status=exc.status)
         if failure is not None:
             self._failed(req, path, attempt, clock() - start, failure)
             raise failure
         elapsed = clock() - start
-        body = self.redactor.raw(body)
+        body = redactor.raw(body)
         if hooks.on_response:
             rid = request_id(headers)
             fire(hooks.on_response, ResponseEvent(
                 req.method, path, attempt, status, elapsed,
-                None if rid is None else self.redactor.text(rid)))
+                None if rid is None else redactor.text(rid)))
         if logger.isEnabledFor(10):
             logger.debug("%s %s -> %d in %.1f ms (attempt %d)",
                          req.method, path, status, elapsed * 1e3, attempt)
@@ -316,13 +318,13 @@ class Engine:
                 data = decode_json(status, body, self._loads)
             except MalformedResponseError as exc:
                 malformed = MalformedResponseError(
-                    self.redactor.text(str(exc)), status=status,
-                    body=self.redactor.value(exc.body))
+                    redactor.text(str(exc)), status=status,
+                    body=redactor.value(exc.body))
             else:
                 return Reply(data, status, headers, self.cap_hint(hint))
             raise malformed
         error = decode_error(status, headers, body, method=req.method, path=path,
-                             redact=self.redactor, loads=self._loads)
+                             redact=redactor, loads=self._loads)
         self._throttled(limiter, error)
         raise error
 
@@ -363,12 +365,12 @@ class Engine:
             limiter.pause(hint)
         limiter.on_success()
 
-    def _connection_error(self, exc: BaseException, method: str, path: str,
+    def _connection_error(self, redactor: Redactor, exc: BaseException, method: str, path: str,
                           cls: type[APIConnectionError], sent: bool) -> APIConnectionError:
         text = str(exc) or type(exc).__name__
         if not isinstance(exc, APIConnectionError):
             text = f"{type(exc).__name__}: {text}"
-        return cls(self.redactor.text(f"{text} ({method} {path})"), method=method, path=path,
+        return cls(redactor.text(f"{text} ({method} {path})"), method=method, path=path,
                    sent=sent)
 
     def _failed(self, req: Request, path: str, attempt: int, elapsed: float,

@@ -179,11 +179,28 @@ def structure_output(raw: Any, output_type: type[Any] | None) -> Any:
     if output_type is None:
         return raw
     if is_pydantic_model(output_type):
-        return output_type.model_validate(raw)
+        # Strict, and no unknown keys, as for attrs classes: checked on a subclass that forbids
+        # extra fields, then the caller's own class is built.
+        _forbidding(output_type).model_validate(raw, strict=True)
+        return output_type.model_validate(raw, strict=True)
     if is_record_class(output_type):
         return _CONVERTER.structure(raw, output_type)
     raise ValueError("output_type must be an attrs class, a dataclass, a pydantic model or "
                      f"None, got {output_type!r}")
+
+
+_FORBIDDING: dict[type[Any], type[Any]] = {}
+
+
+def _forbidding(model: type[Any]) -> type[Any]:
+    """Return a subclass of the pydantic `model` that refuses unknown keys (cached)."""
+    strict = _FORBIDDING.get(model)
+    if strict is None:
+        config = {**getattr(model, "model_config", {}), "extra": "forbid"}
+        strict = type(model.__name__, (model,), {"model_config": config,
+                                                 "__module__": model.__module__})
+        _FORBIDDING[model] = strict
+    return strict
 
 
 def describe_error(exc: BaseException) -> str:

@@ -73,6 +73,8 @@ class Request(NamedTuple):
     content_type: str | None = None
     url: str | None = None
     redirect: bool = False
+    #: Values that must never show in an error or log (a create's session secrets).
+    secrets: tuple[str, ...] = ()
 
 
 def encode_url(base: str, params: tuple[tuple[str, str], ...]) -> str:

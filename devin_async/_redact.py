@@ -27,6 +27,14 @@ def mask_key(key: str) -> str:
     return f"{prefix}…{key[-4:]}"
 
 
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|%([0-9a-fA-F]{2})")
+
+
+def _unescape(text: str) -> str:
+    """Return `text` with JSON `\\uXXXX` and percent escapes decoded (for matching only)."""
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1) or m.group(2), 16)), text)
+
+
 def _char_pattern(char: str) -> str:
     code = ord(char)
     forms = [re.escape(char), rf"\\u(?i:{code:04x})", rf"%(?i:{code:02x})"]
@@ -35,10 +43,20 @@ def _char_pattern(char: str) -> str:
     return "(?:" + "|".join(forms) + ")"
 
 
-class Redactor:
-    """Replace a secret in text, bytes and decoded JSON with its mask."""
+#: Session secret values shorter than this are not masked on their own (too likely to be a
+#: word of any message).
+MIN_SECRET = 4
 
-    def __init__(self, secret: str) -> None:
+
+class Redactor:
+    """Replace a secret in text, bytes and decoded JSON with its mask.
+
+    `others` are further values to mask (a create's session secrets), shown as `<redacted>`.
+    """
+
+    def __init__(self, secret: str, others: tuple[str, ...] = ()) -> None:
+        self.others = tuple(sorted({o for o in others if len(o) >= MIN_SECRET}, key=len,
+                                   reverse=True))
         self.secret = secret
         self.mask = mask_key(secret)
         self._bytes = secret.encode()
@@ -51,18 +69,32 @@ class Redactor:
             if len(secret) > MIN_FRAGMENT else []
         )
 
+    def with_secrets(self, values: tuple[str, ...]) -> Redactor:
+        """Return a redactor that also masks `values` (in any spelling the key is masked in)."""
+        return Redactor(self.secret, self.others + values)
+
     def text(self, value: str) -> str:
         """Return `value` with every spelling of the secret masked."""
         if not value:
             return value
+        for other in self.others:
+            if other in value:
+                value = value.replace(other, "<redacted>")
+            if ("\\" in value or "%" in value) and (
+                    hidden := _unescape(value)) != value and other in hidden:
+                value = hidden.replace(other, "<redacted>")
         if self.secret in value:
             value = value.replace(self.secret, self.mask)
         if "\\" in value or "%" in value:
             value = self._pattern.sub(self.mask, value)
-        if self._fragments and any(f in value for f in self._fragments):
-            for fragment in self._fragments:
-                if fragment in value:
-                    value = re.sub(re.escape(fragment) + r"\S*", self.mask, value)
+        if self._fragments:
+            if ("\\" in value or "%" in value) and any(
+                    f in (hidden := _unescape(value)) for f in self._fragments):
+                value = hidden  # an escaped, cut-off echo: mask it in its plain spelling
+            if any(f in value for f in self._fragments):
+                for fragment in self._fragments:
+                    if fragment in value:
+                        value = re.sub(re.escape(fragment) + r"\S*", self.mask, value)
         return value
 
     def raw(self, body: bytes) -> bytes:

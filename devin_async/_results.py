@@ -109,10 +109,13 @@ async def ask(sessions: Sessions, session_id: str, message: str, *,
         async for item in follower:
             if item.event_id in before:
                 continue
-            if item.source == "user" and ours is None and item.message == message:
-                ours = item
+            if ours is None:
+                # Only what comes after our own message counts: a reply Devin was already
+                # writing before ours arrived is not the answer to it.
+                if item.source == "user" and item.message == message:
+                    ours = item
                 continue
-            if item.source == "devin" and (ours is None or item.created_at >= ours.created_at):
+            if item.source == "devin" and item.created_at >= ours.created_at:
                 return item
     finally:
         await follower.aclose()

@@ -245,6 +245,7 @@ class SessionActivity:
             wait = max(jittered(policy, interval), got.retry_after or 0.0)
             interval = policy.next_interval(interval)
             if end is not None and engine.clock() + wait >= end:
+                await engine.sleep(max(0.0, end - engine.clock()))  # as wait(): to the end
                 raise WaitTimeoutError(
                     f"the insights of session {sid} were not ready within {timeout:g} s",
                     last_session=None)

@@ -8,8 +8,9 @@ the transport; a transport only moves bytes. It is the place a test plugs in
 Rules of this file:
 - a transport never retries, never follows a redirect and never decodes JSON;
 - a transport that failed raises `APIConnectionError` (or `APITimeoutError`) with `sent` telling
-  whether any byte of the request may have reached the server; any other exception it raises is
-  treated by the engine as a connection failure after sending (the safe assumption);
+  whether any byte of the request may have reached the server; an `OSError` (`TimeoutError`
+  included) it raises is treated by the engine as a failure after sending (the safe assumption);
+  anything else is a bug of the transport and propagates as it is;
 - `timeout` is seconds for the whole exchange, from waiting for a connection to the last byte;
 - no message raised here contains a header value (the Authorization header is one).
 """

@@ -51,10 +51,13 @@ class InProcessTransport:
         if origin == self.bucket_origin:
             answer = self._attachments.bucket(request.method, path, query, headers)
             return HTTPResponse(answer.status, dict(answer.headers), answer.body)
+        body = request.body
+        if body is not None and not isinstance(body, bytes | bytearray):
+            body = b"".join([bytes(chunk) async for chunk in body])  # a streamed upload
         dispatcher = self._dispatcher
         pending = dispatcher.begin(Incoming(
             method=request.method, path=path, query=query, headers=headers,
-            body=request.body or b"", origin=origin, bucket_origin=self.bucket_origin))
+            body=body or b"", origin=origin, bucket_origin=self.bucket_origin))
         delay = pending.delay
         if delay:
             if delay >= timeout:
