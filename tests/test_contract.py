@@ -1296,7 +1296,7 @@ async def test_create_many_reports_each_request_and_one_failure_hides_nothing() 
             CreateSessionRequest(""),  # ValueError, nothing sent
             CreateSessionRequest("acu", max_acu_limit=0),  # ValueError, nothing sent
             CreateSessionRequest("also fine", tags=["x"]),
-            CreateSessionRequest("server refuses", devin_mode="turbo"),  # 422
+            CreateSessionRequest("server refuses", extra={"platform": 5}),  # 422
         ]
         async with DevinClient(limited, org_id=env.server.org_id, base_url=env.server.url,
                                clock=env.clock, sleep=env.clock.sleep) as client:
@@ -1413,13 +1413,13 @@ async def test_a_retry_after_http_date_is_honoured() -> None:
 async def test_a_server_422_has_errors_list_and_detail_string() -> None:
     async with fake() as env:
         with pytest.raises(UnprocessableEntityError) as info:
-            await env.client.sessions.create("x", devin_mode="turbo")
+            await env.client.sessions.create("x", extra_body={"platform": 5})
         exc = info.value
         assert exc.status == 422
         assert isinstance(exc.errors, list) and len(exc.errors) == 1
         assert all(isinstance(e, dict) for e in exc.errors)
         assert exc.errors == exc.body["detail"]
-        assert {tuple(e["loc"]) for e in exc.errors} == {("body", "devin_mode")}
+        assert {tuple(e["loc"]) for e in exc.errors} == {("body", "platform")}
         assert isinstance(exc.detail, str)
         for e in exc.errors:
             assert e["msg"] in exc.detail
@@ -1611,7 +1611,10 @@ def test_cli_create_many(remote: ThreadedServer, capsys: pytest.CaptureFixture[s
     assert code == 0 and len(out) == 4
     assert remote.do(lambda: remote.server.session_count) == 4
     path.write_text(json.dumps({"prompt": "ok"}) + "\n" + json.dumps({"prompt": ""}) + "\n")
-    code, out, _ = run_cli(capsys, "create-many", str(path))
+    code, out, _ = run_cli(capsys, "create-many", str(path))  # a bad line: nothing is sent
+    assert code != 0 and [r["ok"] for r in out] == [False]
+    assert remote.do(lambda: remote.server.session_count) == 4
+    code, out, _ = run_cli(capsys, "create-many", str(path), "--keep-going")
     assert code != 0 and len(out) == 2
     assert remote.do(lambda: remote.server.session_count) == 5
 

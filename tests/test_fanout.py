@@ -553,7 +553,7 @@ async def test_lookup_failure_on_the_wire(server: FakeDevinServer) -> None:
 
 async def test_mixed_requests_on_the_wire(server: FakeDevinServer) -> None:
     requests: list[Any] = [{"prompt": "ok 0"}, {"prompt": "  "},
-                           {"prompt": "bad mode", "devin_mode": "turbo"},
+                           {"prompt": "bad platform", "extra_body": {"platform": 5}},
                            CreateSessionRequest("ok 3"), {"prompt": 7}]
     async with client_for(server) as client:
         results = await collect(client.sessions.create_many(requests))

@@ -157,7 +157,7 @@ async def test_a_full_run_leaks_the_key_nowhere(caplog: pytest.LogCaptureFixture
                 [e async for e in watcher]
             server.inject("create", drop="after")
             results = [r async for r in client.sessions.create_many(
-                [{"prompt": "one"}, {"prompt": "two", "devin_mode": "turbo"}])]
+                [{"prompt": "one"}, {"prompt": "two", "extra_body": {"platform": 5}}])]
             errors += [r.error for r in results if r.error is not None]
             assert any(isinstance(e, UnprocessableEntityError) for e in errors)
             server.inject("get", times=None, drop="before")
