@@ -172,7 +172,10 @@ async def test_a_day_long_hint_on_a_2xx_is_capped_while_polling(
 async def test_a_lost_create_not_found_within_settle_is_resent_once_then_deduplicated(
     clock: FakeClock, org: StubOrg
 ) -> None:
-    org.index_lag = 10.0  # a created session shows in lists 10 s later (> settle, 5 s)
+    settle = RetryPolicy().settle
+    # A created session shows in lists 1.5 x settle later: not within the look-ups' window
+    # (settle), but by the duplicate check (settle after the resend).
+    org.index_lag = 1.5 * settle
     org.fail(1, method="POST", after=True,
              error=APIConnectionError("reset after sending", sent=True))  # made, answer lost
     start = clock.now
