@@ -6,7 +6,8 @@ Every benchmark that needs a server starts it through `ServerProcess`. Two kinds
   Options: a rate limit, random faults, sessions that change status on their own (churn).
 - "minimal": a canned-answer HTTP/1.1 server on a bare asyncio Protocol, a few tens of
   microseconds per request, so the client is the bottleneck and client overhead shows in full.
-  It answers every GET and every POST with a session JSON rendered once by a FakeDevinServer.
+  It answers every POST with a session JSON rendered once by a FakeDevinServer, and a GET of a
+  seeded session with that session's JSON (rendered once at start; the client checks the id).
 
 The child seeds `sessions` sessions, prints one JSON line (url, api_key, org_id, the seeded
 session ids) once it listens, then serves until its stdin closes or it gets SIGTERM; so it also
@@ -178,8 +179,8 @@ class _CannedHTTP(asyncio.Protocol):
 
     connections = 0
 
-    def __init__(self, get: bytes, post: bytes) -> None:
-        self._get, self._post = get, post
+    def __init__(self, get: bytes, post: bytes, by_path: dict[bytes, bytes]) -> None:
+        self._get, self._post, self._by_path = get, post, by_path
         self._buf = b""
         self._transport: asyncio.Transport | None = None
 
@@ -205,8 +206,11 @@ class _CannedHTTP(asyncio.Protocol):
             assert self._transport is not None
             if head.startswith(b"get /__stats "):
                 self._transport.write(_canned(b'{"connections":%d}' % _CannedHTTP.connections))
-            else:
-                self._transport.write(self._post if head.startswith(b"post") else self._get)
+            elif head.startswith(b"post"):
+                self._transport.write(self._post)
+            else:  # a get of a seeded session answers with that session (ids must match)
+                path = head[head.find(b" ") + 1:head.find(b" http/")]
+                self._transport.write(self._by_path.get(path, self._get))
             buf = buf[end + 4 + length:]
         self._buf = buf
 
@@ -295,8 +299,11 @@ async def _serve(args: argparse.Namespace) -> None:
         body = json.dumps(sample, separators=(",", ":")).encode()
         created = dict(sample, status="new", status_detail=None)
         post = json.dumps(created, separators=(",", ":")).encode()
-        tcp = await loop.create_server(lambda: _CannedHTTP(_canned(body), _canned(post)),
-                                       "127.0.0.1", 0)
+        prefix = f"/v3beta1/organizations/{fake.org_id}/sessions/".lower()
+        by_path = {(prefix + sid.lower()).encode(): _canned(
+            json.dumps(fake.session(sid), separators=(",", ":")).encode()) for sid in ids}
+        tcp = await loop.create_server(
+            lambda: _CannedHTTP(_canned(body), _canned(post), by_path), "127.0.0.1", 0)
         port = tcp.sockets[0].getsockname()[1]
         info = {"url": f"http://127.0.0.1:{port}", "api_key": fake.api_key,
                 "org_id": fake.org_id, "session_ids": ids}

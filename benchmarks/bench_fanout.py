@@ -56,7 +56,7 @@ def _server(fault_rate: float = 0.0) -> ServerProcess:
 class _NoLimiter(RateLimiter):
     """The naive baseline: no shared pause, no pacing, no retry budget."""
 
-    async def acquire(self) -> None:
+    async def acquire(self, deadline: float | None = None) -> None:
         return
 
     def on_throttle(self, retry_after: float | None) -> None:
@@ -93,7 +93,8 @@ async def run_baseline() -> dict[str, Any]:
     tally = Tally()
     with _server() as server:
         async with client_for(server, tally, client_tokens=False) as client:
-            client.limiter = _NoLimiter(client._clock, client._sleep)
+            engine = client.engine  # every request of the client passes engine.limiter
+            engine.limiter = _NoLimiter(engine.clock, engine.sleep)
             start = time.perf_counter()
             outcomes = await asyncio.gather(
                 *(client.sessions.create(**r) for r in requests("baseline")),

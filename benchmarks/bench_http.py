@@ -121,6 +121,9 @@ class Contenders:
         raw = await self.stack.enter_async_context(aiohttp.ClientSession())
         client = await self.stack.enter_async_context(DevinClient(
             api_key=self.server.api_key, org_id=self.server.org_id, base_url=self.server.url))
+        plain = await self.stack.enter_async_context(DevinClient(  # creates without a token
+            api_key=self.server.api_key, org_id=self.server.org_id, base_url=self.server.url,
+            client_tokens=False))
         ids, base, headers = self.ids, self.base, self.headers
         n = len(ids)
 
@@ -136,7 +139,7 @@ class Contenders:
                 return await resp.json()
 
         async def sdk_create(i: int) -> Any:
-            return await client.sessions.create(**CREATE_FIELDS, client_token=False)
+            return await plain.sessions.create(**CREATE_FIELDS)
 
         async def sdk_create_token(i: int) -> Any:
             return await client.sessions.create(**CREATE_FIELDS)

@@ -166,6 +166,96 @@ async def _wait(info: dict[str, Any], sessions: int) -> None:
     print(json.dumps({"sessions": sessions, "requests": gets[0], "changes": changes}))
 
 
+# -- long runs: delta scans, checkpoints ---------------------------------------------------------
+
+STEADY_N = 10_000
+STEADY_CYCLES = 10
+QUICK_STEADY_CYCLES = 6
+STEADY_INTERVAL = 1.0
+#: Server churn (share of N flipped per second): about 10 sessions per 1 s cycle, then nearly all.
+FEW_CHURN = 10 / STEADY_N
+MOST_CHURN = 2.0
+FEW_TARGET = 2
+CHECKPOINT_TARGET = 1_000_000
+
+
+def measure_steady(n: int, churn: float, cycles: int, interval: float) -> dict[str, Any]:
+    """One Watcher over `n` sessions, `churn` of them flipping per second: requests per cycle."""
+    with _server(n, churn=churn) as server:
+        return _run_client("steady", server, cycles=cycles, interval=interval)
+
+
+async def _steady(info: dict[str, Any], ids: list[str], cycles: int, interval: float) -> None:
+    from devin_async import PollPolicy
+
+    per_cycle: dict[int, int] = {}
+    watching: list[Any] = []
+
+    def count(_event: Any) -> None:
+        cycle = watching[0].stats.cycles if watching else 0
+        per_cycle[cycle] = per_cycle.get(cycle, 0) + 1
+
+    policy = PollPolicy(initial=interval, max=interval, multiplier=1.0, jitter=0.0)
+    rss0, hwm0 = _rss_kb(), _rss_kb("VmHWM")
+    async with _client(info, {"on_request": count}, poll=policy) as client:
+        async with client.watch(ids, until=lambda _s: False) as watcher:
+            watching.append(watcher)
+            async for _event in watcher:
+                if watcher.stats.cycles > cycles:
+                    break
+            checkpoint = json.dumps(watcher.checkpoint())
+        stats = watcher.stats
+    print(json.dumps({
+        "n": len(ids), "cycles": cycles,
+        "per_cycle": [per_cycle.get(c, 0) for c in range(1, cycles + 1)],
+        "events": stats.events, "delta_cycles": stats.delta_cycles,
+        "delta_abandoned": stats.delta_abandoned, "failed_cycles": stats.failed_cycles,
+        "rss_growth_mb": (_rss_kb() - rss0) / 1024,
+        "hwm_growth_mb": (_rss_kb("VmHWM") - hwm0) / 1024,
+        "checkpoint_bytes": len(checkpoint.encode()),
+    }))
+
+
+def _steady_figures(few: dict[str, Any], most: dict[str, Any]) -> list[dict[str, Any]]:
+    """Figures of the long-run group: delta scans, chunked fallback, RSS, checkpoint size."""
+    n = few["n"]
+    name = f"watch N={n:,}"
+    chunks = math.ceil(most["n"] / 200)
+    after = few["per_cycle"][1:]
+    settled = most["per_cycle"][2:]
+    growth = max(few["rss_growth_mb"], few["hwm_growth_mb"])
+
+    def detail(r: dict[str, Any]) -> str:
+        return (f"per cycle {r['per_cycle']}, {r['delta_cycles']} delta scans, "
+                f"{r['delta_abandoned']} abandoned, {r['failed_cycles']} failed cycles, "
+                f"{r['events']:,} events")
+
+    return [
+        {"figure": f"{name}, ~10 changing per cycle: requests per cycle after the first",
+         "value": f"{max(after)} max / {sum(after) / len(after):.2f} mean",
+         "target": f"<= {FEW_TARGET}", "ok": max(after) <= FEW_TARGET, "detail": detail(few)},
+        {"figure": f"{name}, most changing per cycle: requests per cycle from the third",
+         "value": f"{max(settled)} max", "target": f"<= {chunks}",
+         "ok": max(settled) <= chunks, "detail": detail(most)},
+        {"figure": f"{name} (delta scans): client RSS growth",
+         "value": f"{few['rss_growth_mb']:.1f} MB", "target": f"<= {RSS_TARGET_MB:.0f} MB",
+         "ok": growth <= RSS_TARGET_MB,
+         "detail": f"peak (VmHWM) growth {few['hwm_growth_mb']:.1f} MB"},
+        {"figure": f"{name}: checkpoint() as JSON",
+         "value": f"{few['checkpoint_bytes'] / 1e3:.0f} kB",
+         "target": f"< {CHECKPOINT_TARGET / 1e6:.0f} MB",
+         "ok": few["checkpoint_bytes"] < CHECKPOINT_TARGET, "detail": ""},
+    ]
+
+
+def run_steady(*, quick: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Measure the long-run rows: (figures, raw results)."""
+    cycles = QUICK_STEADY_CYCLES if quick else STEADY_CYCLES
+    few = measure_steady(STEADY_N, FEW_CHURN, cycles, STEADY_INTERVAL)
+    most = measure_steady(STEADY_N, MOST_CHURN, cycles, STEADY_INTERVAL)
+    return _steady_figures(few, most), {"few": few, "most": most}
+
+
 # -- the report --------------------------------------------------------------------------------
 
 SIZES = "100,1000,10000"
@@ -246,7 +336,9 @@ def run(*, quick: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     sessions = QUICK_WAIT_SESSIONS if quick else WAIT_SESSIONS
     watches = [measure_watch(int(n), cycles, INTERVAL) for n in sizes.split(",")]
     wait = measure_wait(sessions)
-    return _figures(watches, wait), {"watch": watches, "wait": wait}
+    steady, steady_raw = run_steady(quick=quick)
+    return _figures(watches, wait) + steady, {"watch": watches, "wait": wait,
+                                                "steady": steady_raw}
 
 
 def main() -> None:
@@ -257,9 +349,20 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=CYCLES)
     parser.add_argument("--interval", type=float, default=INTERVAL)
     parser.add_argument("--wait-sessions", type=int, default=WAIT_SESSIONS)
-    parser.add_argument("--role", default="main", choices=["main", "watch", "wait"])
+    parser.add_argument("--role", default="main", choices=["main", "watch", "wait", "steady"])
+    parser.add_argument("--steady-only", action="store_true",
+                        help="only the long-run rows (delta scans, checkpoint size)")
     parser.add_argument("--server", default="{}")
     args = parser.parse_args()
+    if args.role == "steady":
+        ids = json.loads(sys.stdin.read())
+        asyncio.run(_steady(json.loads(args.server), ids, args.cycles, args.interval))
+        return
+    if args.steady_only:
+        from . import __main__ as table
+
+        table.print_table(run_steady(quick=args.cycles < STEADY_CYCLES)[0])
+        return
     if args.role in ("watch", "wait"):
         info = json.loads(args.server)
         if args.role == "watch":
@@ -277,6 +380,11 @@ def main() -> None:
     for n in (int(s) for s in args.sizes.split(",")):
         _report_watch(measure_watch(n, args.cycles, args.interval))
     print(f"wait: {_wait_line(measure_wait(args.wait_sessions))[1]}")
+    print(f"long runs: one Watcher over {STEADY_N:,} sessions, {STEADY_CYCLES} cycles every "
+          f"{STEADY_INTERVAL:g} s, ~10 then most sessions changing per cycle")
+    for figure in run_steady()[0]:
+        print(f"    {figure['figure']}: {figure['value']} (target {figure['target']}) "
+              f"{'ok' if figure['ok'] else 'OVER'}  {figure['detail']}")
     print(f"total {time.perf_counter() - started:.1f} s")
 
 

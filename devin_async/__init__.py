@@ -17,6 +17,7 @@ from ._activity import (
     UploadedAttachment,
 )
 from ._attachments import Attachments
+from ._batch import BatchMismatchError, CancelledCreate
 from ._client import DevinClient
 from ._config import PollPolicy, RetryPolicy, Timeouts
 from ._enums import SessionStatus, StatusDetail
@@ -75,7 +76,9 @@ __all__ = [
     "Attachments",
     "AuthenticationError",
     "BadRequestError",
+    "BatchMismatchError",
     "BatchResult",
+    "CancelledCreate",
     "ClientClosedError",
     "ConflictError",
     "CreateMany",

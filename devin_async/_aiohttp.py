@@ -21,6 +21,7 @@ from yarl import URL
 from ._errors import (
     APIConnectionError,
     APITimeoutError,
+    ClientClosedError,
     EventLoopMismatchError,
     MalformedResponseError,
 )
@@ -102,6 +103,7 @@ class AiohttpTransport:
         self._read = read
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
 
     @property
     def session(self) -> aiohttp.ClientSession | None:
@@ -117,6 +119,8 @@ class AiohttpTransport:
         return timeout
 
     def _http(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ClientClosedError("this DevinClient is closed; create a new one")
         loop = asyncio.get_running_loop()
         if self._loop is not None and self._loop is not loop and self._borrowed is None:
             raise EventLoopMismatchError(
@@ -163,8 +167,42 @@ class AiohttpTransport:
 
     async def send(self, request: HTTPRequest, *, timeout: float) -> HTTPResponse:
         """Send one request; return the whole answer or raise APIConnectionError."""
+        return await self._exchange(request, timeout, self._whole)
+
+    async def stream(self, request: HTTPRequest, *, timeout: float,
+                     sink: Callable[[bytes], Awaitable[None]], max_bytes: int) -> HTTPResponse:
+        """Send `request`; feed a 2xx body to `sink` chunk by chunk (at most `max_bytes`).
+
+        The returned response's body is empty for a 2xx answer, the (capped) body otherwise.
+        """
+        async def read(resp: aiohttp.ClientResponse) -> HTTPResponse:
+            if not 200 <= resp.status < 300:
+                return HTTPResponse(resp.status, resp.headers, await self._read_body(resp))
+            size = 0
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise MalformedResponseError(
+                        f"the download exceeds its limit of {max_bytes} bytes", status=resp.status)
+                await sink(chunk)
+            return HTTPResponse(resp.status, resp.headers, b"")
+
+        return await self._exchange(request, timeout, read)
+
+    async def _whole(self, resp: aiohttp.ClientResponse) -> HTTPResponse:
+        length = resp.content_length
+        if length is not None and length <= self._max_body and not _encoded(resp):
+            body = await resp.read()  # the common case, without another coroutine
+        else:
+            body = await self._read_body(resp)
+        return HTTPResponse(resp.status, resp.headers, body)
+
+    async def _exchange(self, request: HTTPRequest, timeout: float,
+                        read: Callable[[aiohttp.ClientResponse], Awaitable[HTTPResponse]],
+                        ) -> HTTPResponse:
         http = self._http()
-        error: APIConnectionError | EventLoopMismatchError
+        where = _where(request)
+        error: Exception
         answered = False
         try:
             async with http.request(
@@ -176,30 +214,19 @@ class AiohttpTransport:
                 timeout=self._timeout(timeout),
             ) as resp:
                 answered = True
-                length = resp.content_length
-                if length is not None and length <= self._max_body and not _encoded(resp):
-                    body = await resp.read()  # the common case, without another coroutine
-                else:
-                    body = await self._read_body(resp)
-                return HTTPResponse(resp.status, resp.headers, body)
+                return await read(resp)
         except aiohttp.ClientConnectorError as exc:
+            reason = getattr(exc, "os_error", None) or exc  # not on every aiohttp version
             error = APIConnectionError(
-                f"could not connect ({_where(request)}): {type(exc).__name__}: "
-                f"{exc.os_error or exc}",
-                sent=False,
-            )
+                f"could not connect ({where}): {type(exc).__name__}: {reason}", sent=False)
         except _ConnectionTimeout:
-            error = APITimeoutError(f"timed out connecting ({_where(request)})", sent=False)
-        except (TimeoutError, aiohttp.ServerTimeoutError):
+            error = APITimeoutError(f"timed out connecting ({where})", sent=False)
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            # aiohttp before 3.10 has no ConnectionTimeoutError: its message says which it was.
+            unsent = not answered and str(exc).startswith("Connection timeout")
             error = APITimeoutError(
-                f"timed out waiting for the answer to {_where(request)}", sent=True
-            )
-        except RuntimeError as exc:
-            if "Event loop is closed" not in str(exc):
-                raise
-            error = EventLoopMismatchError(
-                "the event loop this DevinClient was first used in is closed; create a new "
-                "DevinClient in the running loop")
+                f"timed out connecting ({where})" if unsent else
+                f"timed out waiting for the answer to {where}", sent=not unsent)
         except aiohttp.ClientError as exc:
             if not answered and isinstance(
                 exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError
@@ -208,49 +235,25 @@ class AiohttpTransport:
                 # goes out on fresh connections for a while.
                 self._fresh_until = asyncio.get_running_loop().time() + FRESH_PERIOD
             error = APIConnectionError(
-                f"the connection failed during {_where(request)}: {type(exc).__name__}: {exc}",
-                sent=True,
-            )
+                f"the connection failed during {where}: {type(exc).__name__}: {exc}", sent=True)
+        except (RuntimeError, AssertionError, AttributeError) as exc:
+            if self._closed:
+                # aiohttp before 3.12.6 fails a request in flight on a session closed under it
+                # with an error of its own, not a ClientError.
+                error = ClientClosedError("this DevinClient is closed; create a new one")
+            elif isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc):
+                error = EventLoopMismatchError(
+                    "the event loop this DevinClient was first used in is closed; create a new "
+                    "DevinClient in the running loop")
+            else:
+                raise
         # Raised here, outside the handlers, so it has no __context__: aiohttp's exception
         # carries the request headers (the API key) in its request_info.
         raise error
 
-    async def stream(self, request: HTTPRequest, *, timeout: float,
-                     sink: Callable[[bytes], Awaitable[None]], max_bytes: int) -> HTTPResponse:
-        """Send `request`; feed a 2xx body to `sink` chunk by chunk (at most `max_bytes`).
-
-        The returned response's body is empty for a 2xx answer, the (capped) body otherwise.
-        """
-        http = self._http()
-        error: APIConnectionError | MalformedResponseError
-        try:
-            async with http.request(
-                request.method, URL(request.url, encoded=True), data=request.body,
-                headers=request.headers, allow_redirects=False, timeout=self._timeout(timeout),
-            ) as resp:
-                if not 200 <= resp.status < 300:
-                    return HTTPResponse(resp.status, resp.headers, await self._read_body(resp))
-                size = 0
-                async for chunk in resp.content.iter_chunked(64 * 1024):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise MalformedResponseError(
-                            f"the download exceeds its limit of {max_bytes} bytes",
-                            status=resp.status)
-                    await sink(chunk)
-                return HTTPResponse(resp.status, resp.headers, b"")
-        except aiohttp.ClientConnectorError as exc:
-            error = APIConnectionError(f"could not connect ({_where(request)}): "
-                                       f"{type(exc).__name__}: {exc.os_error or exc}", sent=False)
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            error = APITimeoutError(f"timed out during {_where(request)}", sent=True)
-        except aiohttp.ClientError as exc:
-            error = APIConnectionError(f"the connection failed during {_where(request)}: "
-                                       f"{type(exc).__name__}: {exc}", sent=True)
-        raise error
-
     async def aclose(self) -> None:
         """Close the sessions this transport made (a borrowed one is left open)."""
+        self._closed = True
         for session in (self._fresh_session, self._session):
             if session is not None and session is not self._borrowed and not session.closed:
                 await session.close()

@@ -48,9 +48,11 @@ def is_loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
+    # Python 3.13 calls ::ffff:127.0.0.1 loopback, 3.11 and 3.12 do not: refuse it on all.
+    return ip.is_loopback and not (isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped)
 
 
 def check_base_url(base_url: object, allow_insecure_http: bool) -> str:
@@ -263,11 +265,31 @@ class DevinClient:
         *,
         until: Callable[[Session], bool] | None = None,
         policy: PollPolicy | None = None,
+        tags: Iterable[str] | None = None,
+        follow_children: bool = False,
+        forever: bool = False,
+        resume: dict[str, Any] | None = None,
     ) -> Watcher:
-        """Return a Watcher that reports every change across many sessions."""
+        """Return a Watcher that reports every change across many sessions.
+
+        Args:
+            session_ids: the sessions to watch at first (`add()` and `remove()` while it runs).
+            until: a session is done once this is true (default: settled); without `forever`,
+                iteration ends once every watched session is done.
+            policy: the cadence (default: the client's `poll`).
+            tags: also watch every session carrying all these tags, new ones included.
+            follow_children: also watch the sessions in a watched one's `child_session_ids`.
+            forever: never end by itself (a daemon); only `aclose()` ends it.
+            resume: a `Watcher.checkpoint()` to go on from (reports only what changed since).
+
+        Raises:
+            ValueError: a malformed id, tag or argument, or a checkpoint that is malformed, of
+                another organization or of a newer version (before any request).
+        """
         from ._watcher import Watcher
 
-        return Watcher(self.sessions, session_ids, until=until, policy=policy)
+        return Watcher(self.sessions, session_ids, until=until, policy=policy, tags=tags,
+                       follow_children=follow_children, forever=forever, resume=resume)
 
     @property
     def closed(self) -> bool:

@@ -15,7 +15,15 @@ import attrs
 import cattrs
 
 from ._enums import OpenStrEnum, SessionStatus, StatusDetail
-from ._models import TOKEN_TAG_PREFIX, Attachment, Message, Page, PullRequest, Session
+from ._models import (
+    RESERVED_TAG_PREFIX,
+    TOKEN_TAG_PREFIX,
+    Attachment,
+    Message,
+    Page,
+    PullRequest,
+    Session,
+)
 
 __all__ = ["CONVERTER", "make_converter"]
 
@@ -82,13 +90,25 @@ def _is_list_of(item_type: type[Any]) -> Callable[[Any], bool]:
 
 
 _MODELS: tuple[type[Any], ...] = (PullRequest, Session, Message, Attachment)
-def split_token(tags: list[str]) -> tuple[list[str], str | None]:
-    """Return the tags without the client-token tag, and the token (None if absent)."""
+def split_reserved(tags: list[str]) -> tuple[list[str], str | None, tuple[str, ...]]:
+    """Return the user's tags, the client token (None if absent) and the SDK's other tags."""
+    kept: list[str] = []
+    token = None
+    sdk: list[str] = []
     for tag in tags:
-        if tag.startswith(TOKEN_TAG_PREFIX):
-            kept = [t for t in tags if not t.startswith(TOKEN_TAG_PREFIX)]
-            return kept, tag[len(TOKEN_TAG_PREFIX) :]
-    return tags, None
+        if not tag.startswith(RESERVED_TAG_PREFIX):
+            kept.append(tag)
+        elif tag.startswith(TOKEN_TAG_PREFIX):
+            token = tag[len(TOKEN_TAG_PREFIX):]
+        else:
+            sdk.append(tag)
+    return kept, token, tuple(sdk)
+
+
+def split_token(tags: list[str]) -> tuple[list[str], str | None]:
+    """Return the tags without the SDK's tags, and the client token (None if absent)."""
+    kept, token, _ = split_reserved(tags)
+    return kept, token
 
 
 _REQUIRED_STRS = ("session_id", "status", "url", "org_id")
@@ -118,14 +138,14 @@ def _session_hook(pull_request: Callable[[Any, Any], Any]) -> Callable[[Any, Any
     """
     statuses = SessionStatus._value2member_map_
     details = StatusDetail._value2member_map_
-    prefix = TOKEN_TAG_PREFIX
+    prefix = RESERVED_TAG_PREFIX
     fields = tuple(a.name for a in attrs.fields(Session))
     # The call below passes every field by position, in this order; a new field fails here.
     if fields != ("session_id", "status", "url", "org_id", "created_at", "updated_at",
                   "tags", "acus_consumed", "pull_requests", "status_detail", "title",
                   "user_id", "service_user_id", "playbook_id", "parent_session_id",
                   "child_session_ids", "is_archived", "is_advanced", "structured_output",
-                  "origin", "category", "subcategory", "client_token"):
+                  "origin", "category", "subcategory", "client_token", "sdk_tags"):
         raise RuntimeError(f"Session's fields changed; update the structurer: {fields}")
 
     def pull_requests(value: Any) -> list[PullRequest]:
@@ -164,11 +184,12 @@ def _session_hook(pull_request: Callable[[Any, Any], Any]) -> Callable[[Any, Any
             if type(tag) is not str:
                 raise TypeError(f"expected a list of strings for tags, found {type(tag).__name__}")
             if tag.startswith(prefix):
-                token = tag  # the duplicate guard's tag: out of `tags`, into `client_token`
+                token = tag  # the SDK's tags: out of `tags`, into `client_token`, `sdk_tags`
+        sdk: tuple[str, ...] = ()
         if token is None:
             tags = list(tags)
         else:
-            tags, token = split_token(tags)
+            tags, token, sdk = split_reserved(tags)
         acus = get("acus_consumed", 0.0)
         if type(acus) is not float:
             acus = _float(acus, float)
@@ -218,6 +239,7 @@ def _session_hook(pull_request: Callable[[Any, Any], Any]) -> Callable[[Any, Any
             category,
             subcategory,
             token,
+            sdk,
         )
 
     return structure

@@ -29,6 +29,7 @@ import asyncio
 import hashlib
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from ._decisions import Kind
 from ._engine import Engine, Reply
@@ -74,7 +75,8 @@ class Creator:
         self._memo: OrderedDict[str, Session] = OrderedDict()
 
     async def create(self, request: CreateSessionRequest, *, guard: bool | None = None,
-                     deadline: float | None = None, token: str | None = None) -> Session:
+                     deadline: float | None = None, token: str | None = None,
+                     extra_tags: Sequence[str] = ()) -> Session:
         """Create one session; with a token, resolve ambiguous failures without a duplicate.
 
         Args:
@@ -83,22 +85,34 @@ class Creator:
             deadline: the call's deadline (default: the retry policy's from now).
             token: the client token to use when the request has no idempotency key (a caller
                 that must know it before the create ends, e.g. to report a cancelled create).
+            extra_tags: more SDK tags for the body (reserved prefix allowed, e.g. a batch's).
+
+        Raises:
+            ValueError: the user's tags, the token tag and `extra_tags` exceed 50 tags.
         """
         engine = self.engine
         if deadline is None:
             deadline = engine.deadline()
         key = request.idempotency_key
         use_guard = self.client_tokens if guard is None else guard
-        if key is None and (not use_guard or len(request.tags or ()) >= MAX_TAGS):
+        user_tags = list(request.tags or ())
+        sdk_tags = len(extra_tags) + (1 if use_guard or key is not None else 0)
+        if extra_tags and len(user_tags) + sdk_tags > MAX_TAGS:
+            raise ValueError(f"tags: {len(user_tags)} tags leave no room for the SDK's "
+                             f"{sdk_tags} own tags (at most {MAX_TAGS} in all)")
+        if key is None and (not use_guard or len(user_tags) >= MAX_TAGS):
             if use_guard:
                 logger.debug("create has %d tags: no room for the client token, sent unguarded",
                              MAX_TAGS)
+            body = (request.to_body(tags=[*user_tags, *extra_tags]) if extra_tags
+                    else request.to_body())
             reply = await engine.request(
-                Request("POST", "/sessions", Kind.CREATE, json=request.to_body(),
+                Request("POST", "/sessions", Kind.CREATE, json=body,
                         secrets=_secret_values(request)), deadline=deadline)
             return parse_session(reply.data)
         if key is None:
-            return await self._guarded(request, token or new_token(), deadline, known=False)
+            return await self._guarded(request, token or new_token(), deadline, known=False,
+                                       extra_tags=extra_tags)
         token = token_for_key(key)
         remembered = self._memo.get(token)
         if remembered is not None:
@@ -109,7 +123,8 @@ class Creator:
         future: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
         self._inflight[token] = future
         try:
-            session = await self._guarded(request, token, deadline, known=True)
+            session = await self._guarded(request, token, deadline, known=True,
+                                          extra_tags=extra_tags)
         except BaseException as exc:
             if not future.done():
                 future.set_exception(exc)
@@ -128,13 +143,13 @@ class Creator:
             self._memo.popitem(last=False)
 
     async def _guarded(self, request: CreateSessionRequest, token: str, deadline: float, *,
-                       known: bool) -> Session:
+                       known: bool, extra_tags: Sequence[str] = ()) -> Session:
         tag = TOKEN_TAG_PREFIX + token
         if known:  # an idempotency key: an earlier call (anywhere) may have created it
             existing = await self.find(tag, deadline)
             if existing:
                 return await self._keep_oldest(existing)
-        body = request.to_body(tags=[*(request.tags or ()), tag])
+        body = request.to_body(tags=[*(request.tags or ()), tag, *extra_tags])
         send = Request("POST", "/sessions", Kind.CREATE, json=body,
                        secrets=_secret_values(request))
         misses = 0
@@ -211,6 +226,10 @@ class Creator:
             return session
         if all(s.session_id != session.session_id for s in found):
             found.append(session)
+        return await self._keep_oldest(found, deadline)
+
+    async def keep_oldest(self, found: list[Session], deadline: float | None = None) -> Session:
+        """Return the oldest of sessions sharing one token; terminate the others still live."""
         return await self._keep_oldest(found, deadline)
 
     async def _keep_oldest(self, found: list[Session], deadline: float | None = None) -> Session:

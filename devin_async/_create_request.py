@@ -162,35 +162,37 @@ def _attachment_urls(value: object) -> list[str] | None:
     return urls
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class CreateSessionRequest:
-    """The body of a create; only the fields given are sent.
+    """The body of a create; only the fields given are sent (`prompt` first, then keywords).
 
     `extra` passes newer body fields through unchanged. `idempotency_key` is not sent: the SDK
     derives the session's client token from it (see `sessions.create`). Call `validate()`
     (create does) to check the documented rules before sending.
     """
 
-    prompt: str = attrs.field(kw_only=False)
-    advanced_mode: str | None = None
-    bypass_approval: bool | None = None
-    child_playbook_id: str | None = None
-    create_as_user_id: str | None = None
-    knowledge_ids: list[str] | None = None
-    max_acu_limit: int | None = None
-    playbook_id: str | None = None
-    repos: list[str] | None = None
-    secret_ids: list[str] | None = None
-    session_links: list[str] | None = None
-    tags: list[str] | None = None
-    title: str | None = None
-    attachment_urls: list[str] | None = attrs.field(default=None, converter=_attachment_urls)
-    session_secrets: list[SessionSecret] | None = attrs.field(default=None, converter=_secrets)
-    structured_output_schema: dict[str, Any] | None = None
-    structured_output_required: bool | None = None
-    devin_mode: str | None = None
-    extra: Mapping[str, Any] = attrs.field(factory=dict)
-    idempotency_key: str | None = None
+    prompt: str
+    advanced_mode: str | None = attrs.field(default=None, kw_only=True)
+    bypass_approval: bool | None = attrs.field(default=None, kw_only=True)
+    child_playbook_id: str | None = attrs.field(default=None, kw_only=True)
+    create_as_user_id: str | None = attrs.field(default=None, kw_only=True)
+    knowledge_ids: list[str] | None = attrs.field(default=None, kw_only=True)
+    max_acu_limit: int | None = attrs.field(default=None, kw_only=True)
+    playbook_id: str | None = attrs.field(default=None, kw_only=True)
+    repos: list[str] | None = attrs.field(default=None, kw_only=True)
+    secret_ids: list[str] | None = attrs.field(default=None, kw_only=True)
+    session_links: list[str] | None = attrs.field(default=None, kw_only=True)
+    tags: list[str] | None = attrs.field(default=None, kw_only=True)
+    title: str | None = attrs.field(default=None, kw_only=True)
+    attachment_urls: list[str] | None = attrs.field(default=None, converter=_attachment_urls,
+                                                    kw_only=True)
+    session_secrets: list[SessionSecret] | None = attrs.field(default=None, converter=_secrets,
+                                                              kw_only=True)
+    structured_output_schema: dict[str, Any] | None = attrs.field(default=None, kw_only=True)
+    structured_output_required: bool | None = attrs.field(default=None, kw_only=True)
+    devin_mode: str | None = attrs.field(default=None, kw_only=True)
+    extra: Mapping[str, Any] = attrs.field(factory=dict, kw_only=True)
+    idempotency_key: str | None = attrs.field(default=None, kw_only=True)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CreateSessionRequest:

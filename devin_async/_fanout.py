@@ -16,17 +16,22 @@ Why it is built this way:
   reported. `aclose()` (also `async with`, cancelling a pending `__anext__`, or dropping the
   iterator, e.g. `break`) pulls nothing more and *cancels* the creates in flight, then waits for
   them to unwind: leaving should be prompt, not hostage to a create's retries. A cancelled create
-  may still have reached the server; its session then carries its client token tag.
+  may still have reached the server; its session then carries its client token tag, known up
+  front (each create is given its token) and listed in `.cancelled`.
+- `batch_key`: see `_batch` (one listing before the first create, the index as identity, one
+  duplicate check when the batch ends).
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._models import BatchResult, CreateSessionRequest, Session
+from ._batch import BatchBook, CancelledCreate, check_batch_key
+from ._create import new_token, token_for_key
+from ._models import MAX_TAGS, BatchResult, CreateSessionRequest, Session
 
 if TYPE_CHECKING:
     from ._sessions import Sessions
@@ -47,9 +52,13 @@ _END = _End()
 class _Batch:
     """The running state shared by the workers (the iterator only points at it)."""
 
-    def __init__(self, sessions: Sessions, requests: Requests, concurrency: int) -> None:
+    def __init__(self, sessions: Sessions, requests: Requests, concurrency: int,
+                 batch_key: str | None) -> None:
         self.sessions = sessions
         self.concurrency = concurrency
+        self.book = None if batch_key is None else BatchBook(sessions, batch_key)
+        self.inflight: dict[int, CancelledCreate] = {}
+        self.cancelled: list[CancelledCreate] = []
         self.sync_source: Iterator[RequestLike] | None = None
         self.async_source: AsyncIterator[RequestLike] | None = None
         if isinstance(requests, AsyncIterable):
@@ -126,14 +135,43 @@ class _Batch:
             request = (item if isinstance(item, CreateSessionRequest)
                        else CreateSessionRequest.from_dict(item))
             request.validate()
-            session = await self.create(request)
+            if self.book is None:
+                session = await self.create(index, item, request)
+            else:
+                book = self.book
+                token = book.token(index, request)
+                deadline = self.sessions.engine.deadline()
+                found = await book.resolve(index, request, token, deadline)
+                if found is not None:
+                    return BatchResult(index, item, session=found, existing=True)
+                session = await self.tracked(index, item, token,
+                                             book.create(index, request, token, deadline))
         except Exception as exc:
             return BatchResult(index, item, error=exc)
         return BatchResult(index, item, session=session)
 
-    async def create(self, request: CreateSessionRequest) -> Session:
+    async def create(self, index: int, item: Any, request: CreateSessionRequest) -> Session:
         """Create one session: the client's duplicate-safe create, under its one deadline."""
-        return await self.sessions.creator.create(request)
+        creator = self.sessions.creator
+        key = request.idempotency_key
+        token: str | None = None
+        if key is not None:
+            token = token_for_key(key)
+        elif creator.client_tokens and len(request.tags or ()) < MAX_TAGS:
+            token = new_token()
+        return await self.tracked(index, item, token, creator.create(request, token=token))
+
+    async def tracked(self, index: int, item: Any, token: str | None,
+                      create: Coroutine[Any, Any, Session]) -> Session:
+        """Await a create, listing it in `cancelled` if it is cancelled on the way."""
+        self.inflight[index] = CancelledCreate(index, item, token)
+        try:
+            return await create
+        except asyncio.CancelledError:
+            self.cancelled.append(self.inflight[index])
+            raise
+        finally:
+            del self.inflight[index]
 
     def cancel(self) -> None:
         self.stopping = True
@@ -159,6 +197,15 @@ class CreateMany:
     """The async iterator `create_many` returns: `BatchResult`s in completion order.
 
     Also an async context manager (`async with ... as results:`) that closes on exit.
+
+    Two ways to stop early:
+    - `stop()`: pull no more requests, let the creates in flight finish; each is still reported,
+      then the iteration ends (with a `batch_key`, after the final duplicate check). Nothing is
+      left in doubt.
+    - `aclose()`, leaving the `async with`, or `break` and dropping the iterator: cancel the
+      creates in flight and return promptly. A cancelled create may still have reached the
+      server: `cancelled` lists each (index, request, client token). With a `batch_key`, a
+      rerun of the batch picks them up (existing sessions are reported, the rest created).
     """
 
     def __init__(self, sessions: Sessions, requests: Requests, *, concurrency: int = 8,
@@ -172,7 +219,7 @@ class CreateMany:
                 "requests must be an iterable or async iterable of CreateSessionRequest or "
                 f"dicts, got {type(requests).__name__}"
             )
-        self._batch = _Batch(sessions, requests, concurrency)
+        self._batch = _Batch(sessions, requests, concurrency, check_batch_key(batch_key))
         self._started = False
         self._done = False
         self._finalizer = weakref.finalize(self, _Batch.abandon, self._batch)
@@ -187,6 +234,13 @@ class CreateMany:
             raise StopAsyncIteration
         if not self._started:
             self._started = True
+            if batch.book is not None:
+                try:
+                    await batch.book.load()  # before anything is sent
+                except BaseException:
+                    self._done = True
+                    self._finalizer.detach()
+                    raise
             batch.start()
         try:
             result = await batch.results.get()
@@ -196,6 +250,8 @@ class CreateMany:
         if isinstance(result, _End):
             self._done = True
             self._finalizer.detach()
+            if batch.book is not None:
+                await batch.book.finish()
             error, batch.source_error = batch.source_error, None
             if error is not None:
                 raise error
@@ -230,3 +286,14 @@ class CreateMany:
     def pulled(self) -> int:
         """Return how many requests were taken from the source so far."""
         return self._batch.next_index
+
+    @property
+    def cancelled(self) -> list[CancelledCreate]:
+        """Return the creates cancelled in flight by `aclose()` (they may have happened)."""
+        return sorted(self._batch.cancelled, key=lambda c: c.index)
+
+    @property
+    def superseded(self) -> dict[int, Session]:
+        """Return index -> kept session, for results whose session proved a duplicate."""
+        book = self._batch.book
+        return {} if book is None else dict(book.superseded)

@@ -118,6 +118,9 @@ class Session:
     subcategory: str | None = None
     #: The duplicate guard's token, taken out of `tags` (see `sessions.create`).
     client_token: str | None = None
+    #: The SDK's other bookkeeping tags (a batch's `devin-async-batch:`/`devin-async-p:`), also
+    #: out of `tags`: every tag with the reserved `devin-async-` prefix is the SDK's.
+    sdk_tags: tuple[str, ...] = ()
 
     #: Whether the session ended (`exit` or `error`). `Session.is_terminal` is the predicate
     #: to pass as `until=`.

@@ -12,7 +12,7 @@ from typing import Any
 from ._create_request import CreateSessionRequest, check_user_tags
 from ._decisions import Kind
 from ._engine import Engine
-from ._models import TOKEN_TAG_PREFIX, Session
+from ._models import RESERVED_TAG_PREFIX, Session
 from ._protocol import Request, check_id, check_tags, parse_session, parse_tags
 
 __all__ = ["SessionActions"]
@@ -81,7 +81,7 @@ class SessionActions:
         return parse_tags(reply.data)
 
     async def replace_tags(self, session_id: str, tags: Iterable[str]) -> list[str]:
-        """Replace a session's tags; return them. The SDK's client-token tag is kept.
+        """Replace a session's tags; return them. The SDK's own tags (`devin-async-`) are kept.
 
         Raises:
             ValueError: more than 50 tags, or a tag with the reserved `devin-async-` prefix.
@@ -93,8 +93,8 @@ class SessionActions:
         current = await self.engine.request(
             Request("GET", f"/sessions/{sid}/tags", Kind.READ), deadline=deadline)
         raw = current.data.get("tags") if isinstance(current.data, dict) else None
-        kept = [t for t in raw or () if isinstance(t, str) and t.startswith(TOKEN_TAG_PREFIX)]
+        kept = [t for t in raw or () if isinstance(t, str) and t.startswith(RESERVED_TAG_PREFIX)]
         reply = await self.engine.request(
             Request("PUT", f"/sessions/{sid}/tags", Kind.IDEMPOTENT,
-                    json={"tags": [*items, *kept[:1]]}), deadline=deadline)
+                    json={"tags": [*items, *kept]}), deadline=deadline)
         return parse_tags(reply.data)

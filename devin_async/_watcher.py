@@ -1,99 +1,92 @@
-"""`Watcher`: one scheduler that follows many sessions through the list endpoint.
+"""`Watcher`: one scheduler that follows many sessions through the list endpoint, for weeks.
 
 Why it looks like this:
 - Pull-based, no background task: a poll cycle runs only when the consumer asks for an event and
   the previous cycle's events are all consumed. A slow consumer therefore slows polling, the buffer
-  never holds more than one event per watched session, and break / cancel / aclose leave nothing
-  running.
-- One cycle reads every watched id, 200 per request (`session_ids=` on the list endpoint), at most
-  CONCURRENCY requests in flight; N sessions cost ceil(N/200) requests per cycle.
-- `updated_after` narrows the answers to what changed. The watermark is the largest `updated_at`
-  seen *before the previous cycle started*, minus MARGIN: every read of that cycle happened after
-  those stamps were issued, so any later change carries a stamp at least that large, however long a
-  cycle takes (MARGIN absorbs whole-second stamps, `>` vs `>=` and skew between server nodes).
-  A chunk holding an id never seen yet is read unfiltered, and so is everything after a failed
-  cycle and every FULL_REFRESH seconds. Answers are de-duplicated by (status, status_detail).
-- Vanishing: a session absent from a *filtered* answer is just unchanged. One absent from an
-  unfiltered answer becomes a suspect, confirmed by a get (404: one final `gone` event, then
-  dropped); at most MAX_CONFIRM gets per cycle, so a broken listing cannot trigger 10,000 gets.
-- Failures are sorted and logged by `_polling.FailureLog` (once per kind). A failed cycle emits no
-  event from what it could not read, backs off per PollPolicy (never below Retry-After), and the
-  next cycle reads everything unfiltered, so the watcher catches up when the server is back.
+  holds about one event per watched session, and break / cancel / aclose leave nothing running.
+  (`add()` and `aclose()` wake a consumer waiting for the next cycle.)
+- What is watched: the ids given or `add()`ed; with `tags`, every session the tag listing
+  (`tags=` + `updated_after=`) returns, new ones included; with `follow_children`, the ids in a
+  watched session's `child_session_ids` (and any session an org-wide listing shows with a watched
+  `parent_session_id`). Sessions the consumer `remove()`d, or that vanished, are not found again.
+- One cycle (`_watch_cycle`): the tag listing, then the other watched ids, in chunks of 200
+  or with one org-wide delta listing (`_watch_scan`), `updated_after` from a watermark; ids never
+  seen, everything after a failed cycle and every FULL_REFRESH seconds are read unfiltered, and a
+  session absent from an unfiltered answer is confirmed with a get (404: one `gone` event).
+- Failures are sorted and logged by `_polling.FailureLog` (once per kind) and ridden out: a
+  failed cycle emits no event from what it could not read, backs off per PollPolicy (never below
+  Retry-After), and the next cycle reads everything unfiltered.
+- `checkpoint()` / `resume=` (`_checkpoint`): the states last *given* to the consumer; a resumed
+  watcher's first cycle reads every checkpointed id unfiltered (and the tag listing from the
+  checkpoint's watermark), so it reports what changed while nothing ran and nothing twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
-import attrs
-
+from . import _checkpoint
 from ._config import PollPolicy
-from ._errors import DevinError, NotFoundError
-from ._filters import session_page
-from ._instrument import logger
-from ._lifecycle import Phase
 from ._models import Session, SessionEvent
-from ._pagination import Paginator
-from ._polling import FailureLog, is_fatal, jittered
-from ._protocol import check_id, encode_array
+from ._polling import FailureLog
+from ._protocol import check_id
+from ._filters import session_filters
+from ._watch_cycle import FULL_REFRESH, MARGIN, MAX_CONFIRM, Cycler
+from ._watch_scan import CHUNK, CONCURRENCY, FUTURE_MARGIN, Scanner, WatchStats
+from ._watch_set import WatchSet
 
 if TYPE_CHECKING:
-    from ._engine import Reply
     from ._sessions import Sessions
 
-__all__ = ["CHUNK", "WatchStats", "Watcher"]
+__all__ = ["CHUNK", "CONCURRENCY", "FULL_REFRESH", "FUTURE_MARGIN", "MARGIN", "MAX_CONFIRM",
+           "WatchStats", "Watcher"]
 
-T = TypeVar("T")
 Until = Callable[[Session], bool]
-
-#: Ids per list request: the list endpoint's largest page.
-CHUNK = 200
-#: List requests in flight at once within one cycle.
-CONCURRENCY = 4
-#: Seconds taken off the `updated_after` watermark.
-MARGIN = 10
-#: Seconds between cycles that read everything unfiltered (and so notice vanished sessions).
-FULL_REFRESH = 120.0
-#: Suspected-vanished sessions confirmed with a get per cycle.
-MAX_CONFIRM = 50
-#: How far past the client's wall clock an `updated_at` may count for the watermark (seconds):
-#: one session stamped in the far future must not freeze `updated_after` for all the others.
-FUTURE_MARGIN = 300
-
-
-@attrs.define
-class WatchStats:
-    """Counters of a watcher's work."""
-
-    cycles: int = 0
-    requests: int = 0
-    failed_cycles: int = 0
-    events: int = 0
 
 
 def _settled(session: Session) -> bool:
     return session.is_settled
 
 
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 class Watcher:
     """Report every change of (status, status_detail) across many sessions.
 
     Use `async with client.watch(ids) as watcher: async for event in watcher: ...`.
-    Iteration ends when every watched session satisfies `until` (a watcher with nothing to watch
-    ends at once) or after `aclose()`.
+    Without `forever`, iteration ends once every watched session satisfies `until` (a watcher
+    with nothing to watch ends at once; with `tags`, only after one whole cycle succeeded and
+    every session found so far satisfies `until`: sessions tagged later are then not waited for).
+    With `forever`, it never ends by itself: `add()` works at any time, also after every session
+    settled (the iteration waits for the next cycle); only `aclose()` ends it.
 
     Args:
         sessions: the session resource to read with (its engine gives the clock and sleep).
         session_ids: the sessions to watch at first.
-        until: a watched session is done once this is true (default: settled).
+        until: a watched session is done once this is true (default: settled); it applies to
+            tagged sessions and children alike.
         policy: the cadence (default: the client's `poll_policy`).
+        tags: also watch every session carrying all these tags, from its first sighting
+            (`previous=None`), including sessions created later.
+        follow_children: also watch the sessions in a watched session's `child_session_ids`.
+        forever: never end by itself (a daemon).
+        resume: a `checkpoint()` of an earlier watcher of this organization: its sessions are
+            watched again and only what changed since it was taken is reported (the first
+            cycle reads every one of them). A changed session's first event has as `previous`
+            today's session with the checkpoint's status, status_detail and updated_at; an
+            unchanged one gives no event; one gone meanwhile lands in `not_found`, without an
+            event. Its tags and follow_children are kept (`tags`, if given too, must be the
+            same set); `remove()`s are not remembered.
 
     Raises:
-        ValueError: a malformed session id or argument (before any request).
+        ValueError: a malformed session id, tag or argument, or a checkpoint that is malformed,
+            of another organization or of a future version (before any request).
         AuthenticationError, PermissionDeniedError: from iteration, which then ends.
     """
 
@@ -104,6 +97,10 @@ class Watcher:
         *,
         until: Until | None = None,
         policy: PollPolicy | None = None,
+        tags: Iterable[str] | None = None,
+        follow_children: bool = False,
+        forever: bool = False,
+        resume: Any = None,
     ) -> None:
         if isinstance(session_ids, str | bytes):
             raise ValueError("session_ids must be an iterable of ids, not one string")
@@ -112,34 +109,57 @@ class Watcher:
         if policy is not None and not isinstance(policy, PollPolicy):
             raise ValueError("policy must be a PollPolicy")
         self._sessions = sessions
-        self._engine = sessions.engine
+        self._engine = engine = sessions.engine
+        self._org = _checkpoint.org_of(engine.org_path)
         self._until = until or _settled
         self._policy = policy or sessions.poll_policy
-        self._ids: dict[str, None] = {}  # watched ids, in the order added
-        self._unmet: set[str] = set()  # watched ids not (yet) satisfying `until`
-        self._starting: set[str] = set()  # watched ids unseen or in phase STARTING
-        self._suspects: set[str] = set()  # absent from an unfiltered answer: confirm with a get
-        self._buffer: deque[SessionEvent] = deque()
+        self._forever = _flag("forever", forever)
+        self._follow = _flag("follow_children", follow_children)
+        self._tags: tuple[str, ...] = ()
+        if tags is not None:
+            if isinstance(tags, str | bytes):
+                raise ValueError("tags must be a list of tags, not one string")
+            self._tags = tuple(dict.fromkeys(tags))
+            session_filters(tags=list(self._tags))  # the list filter's own checks
+            if not self._tags:
+                raise ValueError("tags must hold at least one tag (None: no tag watch)")
+        restored = None if resume is None else _checkpoint.load(resume, org_id=self._org)
+        if restored is not None:
+            if tags is not None and set(self._tags) != set(restored.tags):
+                raise ValueError(f"resume: the checkpoint watches tags {list(restored.tags)}, "
+                                 f"not {list(self._tags)}; pass the same tags or none")
+            self._tags = restored.tags
+            self._follow = self._follow or restored.follow_children
         self._closed = False
-        self._interval = self._policy.initial
-        self._next_at: float | None = None  # None: poll as soon as asked
-        self._max_updated: int | None = None
-        self._since: int | None = None  # updated_after for the next cycle; None: unfiltered
-        self._last_full: float | None = None
-        self._log = FailureLog("watching sessions")
-        self._hints: list[float] = []  # Retry-After of this cycle's successful answers
-        #: The last session seen, per watched id.
-        self.sessions: dict[str, Session] = {}
-        #: Ids dropped because the server does not know them (404 before any sighting).
-        self.not_found: set[str] = set()
+        self._wake: asyncio.Event | None = None
         self.stats = WatchStats()
+        scan = Scanner(sessions, self.stats)
+        self._log = FailureLog("watching sessions")
+        self._set = WatchSet(until=self._until, tags=self._tags, follow=self._follow,
+                             stats=self.stats, log=self._log, on_new=self._soon)
+        self._cycler = Cycler(engine=engine, policy=self._policy, scan=scan, watched=self._set,
+                              log=self._log, tags=self._tags, follow=self._follow,
+                              watermark=None if restored is None else restored.watermark)
+        #: The last session seen, per watched id.
+        self.sessions: dict[str, Session] = self._set.sessions
+        #: Ids dropped because the server does not know them (404 before any sighting).
+        self.not_found: set[str] = self._set.not_found
         for sid in session_ids:
             self.add(sid)
+        for sid, state in ({} if restored is None else restored.states).items():
+            self.add(sid)
+            if state is not None:
+                self._set.known[sid] = state
 
     # -- public surface -------------------------------------------------------------------
 
     def add(self, session_id: str) -> None:
-        """Start watching a session (no-op if already watched).
+        """Start watching a session (no-op if already watched); works at any time.
+
+        Its first event has `previous=None`. A consumer waiting for the next cycle is woken.
+        Without `forever`, a loop that already ended (every session satisfied `until`) stays
+        ended; a new `async for` over this watcher goes on with the added session. With
+        `forever`, the running loop simply reports it.
 
         Raises:
             ValueError: a malformed id.
@@ -148,33 +168,41 @@ class Watcher:
         sid = check_id("session_id", session_id)
         if self._closed:
             raise RuntimeError("this watcher is closed")
-        if sid in self._ids:
-            return
-        self._ids[sid] = None
-        self._unmet.add(sid)
-        self._starting.add(sid)
-        self.not_found.discard(sid)
-        self._interval = self._policy.initial
-        self._next_at = None
+        watched = self._set
+        watched.ignored.discard(sid)
+        watched.not_found.discard(sid)
+        if sid not in watched.ids:
+            watched.watch(sid)
 
     def remove(self, session_id: str) -> None:
         """Stop watching a session; its pending events are dropped (no-op if not watched).
 
+        A removed session is not found again by `tags` or `follow_children` (until `add()`).
+
         Raises:
             ValueError: a malformed id.
         """
-        sid = check_id("session_id", session_id)
-        if sid not in self._ids:
-            return
-        self._forget(sid)
-        self.sessions.pop(sid, None)
-        if any(e.session.session_id == sid for e in self._buffer):
-            self._buffer = deque(e for e in self._buffer if e.session.session_id != sid)
+        self._set.drop(check_id("session_id", session_id))
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Return what this watcher has reported, as a small JSON-serializable dict.
+
+        `{"version": 1, "org_id", "watermark", "tags", "follow_children", "sessions": {id:
+        [status, status_detail, updated_at] or None}}`: every watched id and the state last
+        *given* to the consumer (None: nothing yet); about 80 bytes a session. Pass it as
+        `client.watch(..., resume=checkpoint)`, in this or another process, to go on from here:
+        events not consumed yet are reported again by the resumed watcher, the others never.
+        """
+        known = self._set.known
+        states = {sid: known.get(sid) for sid in self._set.ids}
+        return _checkpoint.dump(
+            org_id=self._org, watermark=self._cycler.saved_since, tags=self._tags,
+            follow_children=self._follow, states=states, queued=self._set.buffer, margin=MARGIN)
 
     @property
     def watched(self) -> list[str]:
         """Return the watched ids, in the order they were added."""
-        return list(self._ids)
+        return list(self._set.ids)
 
     @property
     def closed(self) -> bool:
@@ -184,7 +212,8 @@ class Watcher:
     async def aclose(self) -> None:
         """Stop watching: iteration ends and pending events are dropped."""
         self._closed = True
-        self._buffer.clear()
+        self._set.buffer.clear()
+        self._alarm()
 
     async def __aenter__(self) -> Watcher:
         return self
@@ -199,221 +228,48 @@ class Watcher:
         while True:
             if self._closed:
                 raise StopAsyncIteration
-            if self._buffer:
+            if self._set.buffer:
                 self.stats.events += 1
-                return self._buffer.popleft()
-            if not self._unmet:
+                return self._set.buffer.popleft()
+            if self._done():
                 raise StopAsyncIteration
-            if self._next_at is not None:
-                delay = self._next_at - self._engine.clock()
+            next_at = self._cycler.next_at
+            if next_at is not None:
+                delay = next_at - self._engine.clock()
                 if delay > 1e-3:
-                    await self._engine.sleep(delay)
+                    await self._nap(delay)
                     continue  # re-check: closed, added or removed meanwhile
             try:
-                await self._cycle()
+                await self._cycler.run()
             except asyncio.CancelledError:
                 raise
             except BaseException:
                 self._closed = True
                 raise
 
-    # -- one cycle ------------------------------------------------------------------------
-
-    async def _cycle(self) -> None:
-        started = self._engine.clock()
-        self.stats.cycles += 1
-        full = (
-            self._since is None
-            or self._last_full is None
-            or started - self._last_full >= FULL_REFRESH
-        )
-        snapshot = self._max_updated
-        self._hints.clear()
-        ids = list(self._ids)
-        chunks = [ids[i : i + CHUNK] for i in range(0, len(ids), CHUNK)]
-        since = [None if full or self._has_unseen(c) else self._since for c in chunks]
-        jobs = [self._reader(c, s) for c, s in zip(chunks, since, strict=True)]
-        results = await self._pool(jobs)
-        changed = False
-        failures: list[DevinError | None] = []
-        for chunk, after, result in zip(chunks, since, results, strict=True):
-            if not isinstance(result, list):
-                failures.append(result)
-                continue
-            seen: set[str] = set()
-            for session in result:
-                if session.session_id in self._ids:
-                    seen.add(session.session_id)
-                    changed |= self._saw(session)
-            if after is None:
-                self._suspects.update(i for i in chunk if i not in seen and i in self._ids)
-        if not failures and self._suspects:
-            failures = await self._confirm()
-        hint = max(self._failed(failures), max(self._hints, default=0.0))
-        ok = not failures
-        self._schedule(started, ok, changed, hint)
-        if ok:
-            self._log.success()
-            self._since = None if snapshot is None else max(0, snapshot - MARGIN)
-            if full:
-                self._last_full = started
-        else:
-            self.stats.failed_cycles += 1
-            self._since = None
-            self._max_updated = None
-
-    def _reader(self, ids: list[str], since: int | None) -> Callable[[], Awaitable[list[Session]]]:
-        # What `sessions.list(session_ids=ids, updated_after=since, page_size=CHUNK)` sends (the
-        # ids were checked by `add`), read so that a Retry-After on a 2xx answer is seen too.
-        query = encode_array("session_ids", ids)
-        if since is not None:
-            query.append(("updated_after", str(since)))
-        fetch = self._sessions.fetcher("/sessions", query, session_page, on_reply=self._hint)
-
-        async def read() -> list[Session]:
-            pages = Paginator(fetch, page_size=CHUNK).pages()
-            out: list[Session] = []
-            try:
-                async for page in pages:
-                    self.stats.requests += 1
-                    out.extend(page.items)
-            except DevinError:
-                self.stats.requests += 1
-                raise
-            return out
-
-        return read
-
-    def _hint(self, reply: Reply) -> None:
-        if reply.retry_after is not None:
-            self._hints.append(reply.retry_after)
-
-    async def _confirm(self) -> list[DevinError | None]:
-        """Get up to MAX_CONFIRM suspects (404: gone); return the failures (None: skipped)."""
-        batch = sorted(self._suspects)[:MAX_CONFIRM]
-
-        def getter(sid: str) -> Callable[[], Awaitable[Session | NotFoundError]]:
-            async def get() -> Session | NotFoundError:
-                self.stats.requests += 1
-                try:
-                    return await self._sessions.get(sid)
-                except NotFoundError as exc:
-                    return exc
-
-            return get
-
-        results = await self._pool([getter(sid) for sid in batch])
-        failures: list[DevinError | None] = []
-        for sid, result in zip(batch, results, strict=True):
-            if isinstance(result, Session):
-                if sid in self._ids:
-                    self._saw(result)
-            elif isinstance(result, NotFoundError):
-                if sid in self._ids:
-                    self._vanish(sid)
-            else:
-                failures.append(result)
-        return failures
-
-    async def _pool(
-        self, jobs: Sequence[Callable[[], Awaitable[T]]]
-    ) -> list[T | DevinError | None]:
-        """Run jobs, CONCURRENCY at a time; after a failure start no more (those give None)."""
-        results: list[T | DevinError | None] = [None] * len(jobs)
-        queue = iter(enumerate(jobs))
-        stop = False
-
-        async def worker() -> None:
-            nonlocal stop
-            for index, job in queue:
-                if stop:
-                    return
-                try:
-                    results[index] = await job()
-                except DevinError as exc:
-                    results[index] = exc
-                    stop = True
-
-        workers = min(CONCURRENCY, len(jobs))
-        if workers <= 1:
-            await worker()
-        else:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(workers):
-                    group.create_task(worker())
-        return results
-
-    # -- bookkeeping ----------------------------------------------------------------------
-
-    def _has_unseen(self, chunk: list[str]) -> bool:
-        return any(sid not in self.sessions for sid in chunk)
-
-    def _saw(self, session: Session) -> bool:
-        """Record a sighting; queue an event and return True if the state changed."""
-        sid = session.session_id
-        previous = self.sessions.get(sid)
-        self._suspects.discard(sid)
-        if previous is not None and session.updated_at < previous.updated_at:
-            return False  # a stale replica's answer: a session never goes back in time
-        self.sessions[sid] = session
-        stamp = session.updated_at
-        # A stamp far past the client's clock is not evidence of the server's time: it must
-        # not lift `updated_after` above every other session's changes.
-        if stamp <= time.time() + FUTURE_MARGIN and (
-                self._max_updated is None or stamp > self._max_updated):
-            self._max_updated = stamp
-        self._log.session(session)
-        if session.phase is Phase.STARTING:
-            self._starting.add(sid)
-        else:
-            self._starting.discard(sid)
-        if self._until(session):
-            self._unmet.discard(sid)
-        else:
-            self._unmet.add(sid)
-        if previous is not None and previous.state == session.state:
+    def _done(self) -> bool:
+        if self._forever or self._set.unmet:
             return False
-        self._buffer.append(SessionEvent(session, previous))
-        return True
+        return not self._tags or self._cycler.cycled
 
-    def _vanish(self, sid: str) -> None:
-        last = self.sessions.pop(sid, None)
-        self._forget(sid)
-        if last is None:
-            self.not_found.add(sid)
-            logger.warning("watching sessions: session %s was not found; no longer watched", sid)
-        else:
-            logger.info("watching sessions: session %s vanished (404)", sid)
-            self._buffer.append(SessionEvent(last, last, gone=True))
+    async def _nap(self, delay: float) -> None:
+        """Sleep on the engine's clock; `add()` or `aclose()` ends the nap early."""
+        wake = self._wake = asyncio.Event()
+        sleeper = asyncio.ensure_future(self._engine.sleep(delay))
+        waker = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._wake = None
+            sleeper.cancel()
+            waker.cancel()
+            await asyncio.gather(sleeper, waker, return_exceptions=True)
 
-    def _forget(self, sid: str) -> None:
-        self._ids.pop(sid, None)
-        self._unmet.discard(sid)
-        self._starting.discard(sid)
-        self._suspects.discard(sid)
+    def _alarm(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
-    def _failed(self, failures: list[DevinError | None]) -> float:
-        """Log a cycle's failures (raise a fatal one); return the longest Retry-After."""
-        errors = [e for e in failures if e is not None]
-        for error in errors:
-            if is_fatal(error):
-                raise error
-        if errors:
-            self._log.failure(errors[0])  # one per cycle: counts malformed cycles, not requests
-        cap = self._engine.cap_hint
-        return max((cap(getattr(e, "retry_after", None)) or 0.0 for e in errors), default=0.0)
+    def _soon(self) -> None:
+        self._cycler.soon()
+        self._alarm()
 
-    def _schedule(self, started: float, ok: bool, changed: bool, hint: float) -> None:
-        policy = self._policy
-        if not ok:
-            self._interval = policy.next_interval(self._interval)
-            delay = max(jittered(policy, self._interval), hint)
-            self._next_at = self._engine.clock() + delay
-            return
-        if changed or self._starting:
-            self._interval = policy.initial
-        else:
-            self._interval = policy.next_interval(self._interval)
-        # A Retry-After on a successful answer asks for quiet: honoured like a failure's.
-        self._next_at = max(started + jittered(policy, self._interval),
-                            self._engine.clock() + hint)

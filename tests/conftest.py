@@ -1,4 +1,8 @@
-"""Shared test setup.
+"""Shared test setup: the JSON codec, the aioresponses shim, and the suite's fixtures.
+
+Fixtures: `clock` (one `FakeClock`), `org` (a `StubOrg`: a scripted org implementing
+`Transport`), `client` (a DevinClient on `org` and `clock`), `server` (a running
+`FakeDevinServer` on `clock`) and `served` (a DevinClient bound to `server`, on `clock`).
 
 The JSON codec: the suite runs on the standard library's (what a plain install uses) unless
 DEVIN_ASYNC_JSON says otherwise; `tests/test_codec.py` runs its cases on both codecs.
@@ -13,10 +17,17 @@ from __future__ import annotations
 import inspect
 import os
 import types
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aioresponses.core
+import pytest
 from aiohttp import ClientResponse
+
+from devin_async import DevinClient, PollPolicy
+from devin_async.testing import FakeDevinServer
+
+from .helpers import FakeClock, StubOrg, stub_client
 
 if "stream_writer" in inspect.signature(ClientResponse.__init__).parameters:
 
@@ -31,3 +42,33 @@ if "stream_writer" in inspect.signature(ClientResponse.__init__).parameters:
 
 # The default codec is chosen once, on first use: make it the stdlib's unless asked otherwise.
 os.environ.setdefault("DEVIN_ASYNC_JSON", "json")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def org(clock: FakeClock) -> StubOrg:
+    return StubOrg(clock)
+
+
+@pytest.fixture
+async def client(clock: FakeClock, org: StubOrg) -> AsyncIterator[DevinClient]:
+    async with stub_client(clock, org) as c:
+        yield c
+
+
+@pytest.fixture
+async def server(clock: FakeClock) -> AsyncIterator[FakeDevinServer]:
+    async with FakeDevinServer(clock=clock, seed=7) as s:
+        yield s
+
+
+@pytest.fixture
+async def served(clock: FakeClock, server: FakeDevinServer) -> AsyncIterator[DevinClient]:
+    policy = PollPolicy(initial=1.0, max=4.0, multiplier=2.0, jitter=0.1)
+    async with DevinClient(server.api_key, org_id=server.org_id, base_url=server.url,
+                           poll=policy, clock=clock, sleep=clock.sleep) as c:
+        yield c

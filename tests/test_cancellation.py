@@ -7,9 +7,9 @@ cancellation lands on each suspension point in turn (the transport, the rate lim
 poll sleeps, the create's token lookup, the watcher's task group, create_many's workers).
 
 Two transports:
-- `StubOrg` replaces `client._send` and yields to the loop twice per request (as a socket
-  would): deterministic, so each k is a distinct await point. Faults are scripted so the retry,
-  backoff and lookup paths are part of the walk.
+- `StubOrg` (tests/helpers.py) is passed as the client's transport and yields to the loop twice
+  per request (as a socket would): deterministic, so each k is a distinct await point. Faults
+  are scripted so the retry, backoff and lookup paths are part of the walk.
 - `FakeDevinServer` over a real loopback socket (one client reused across every k, which also
   proves it stays usable): checks that a cancelled request leaves no connection or task behind.
 
@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
-import threading
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -40,16 +37,15 @@ from devin_async import (
     RetryPolicy,
     Session,
 )
-from devin_async._models import TOKEN_TAG_PREFIX
-from devin_async._protocol import Request
-from devin_async.testing import FakeDevinServer
+from devin_async._aiohttp import AiohttpTransport
 
-from .helpers import KEY, FakeClock, session_json
+from .helpers import KEY, FakeClock, StubOrg, ThreadedServer, stub_client
 
 T = TypeVar("T")
 EPOCH = 1_764_288_000
 POLICY = PollPolicy(initial=1.0, max=4.0, multiplier=2.0, jitter=0.0)
-RETRY = RetryPolicy(initial_backoff=0.5, max_backoff=2.0, jitter=False)
+# A 1 s settling window: the create's look-ups and duplicate check are walked, in fewer steps.
+RETRY = RetryPolicy(initial_backoff=0.5, max_backoff=2.0, jitter=False, settle=1.0)
 Timeline = list[tuple[float, str, "str | None"]]
 SCRIPT: Timeline = [
     (0, "new", None),
@@ -77,122 +73,15 @@ async def loop_errors() -> AsyncIterator[list[dict[str, Any]]]:
         loop.set_exception_handler(previous)
 
 
+def pooled(client: DevinClient) -> aiohttp.ClientSession | None:
+    """The aiohttp session of a client on the default transport (None before any request)."""
+    transport = client.transport
+    assert isinstance(transport, AiohttpTransport)
+    return transport.session
+
+
 def assert_nothing_left() -> None:
     assert asyncio.all_tasks() == {asyncio.current_task()}
-
-
-class ServerThread:
-    """A FakeDevinServer on its own event loop in a thread.
-
-    So the test's loop holds nothing but the client's tasks, and `asyncio.all_tasks()` checks
-    the client alone. `call(fn, ...)` runs `fn` on the server's loop (the server is not
-    thread-safe) and returns its result.
-    """
-
-    def __init__(self, **options: Any) -> None:
-        self._options = options
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: FakeDevinServer | None = None
-
-    def __enter__(self) -> ServerThread:
-        self._thread.start()
-        self._server = self.call(FakeDevinServer, **self._options)
-        self._wait(self.server.start())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self._wait(self.server.close())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(5)
-            self._loop.close()
-
-    @property
-    def server(self) -> FakeDevinServer:
-        assert self._server is not None
-        return self._server
-
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        async def run() -> T:
-            return fn(*args, **kwargs)
-
-        return self._wait(run())
-
-    def _wait(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
-
-    def client(self, **options: Any) -> DevinClient:
-        server = self.server
-        return DevinClient(server.api_key, org_id=server.org_id, base_url=server.url, **options)
-
-    def tokens(self) -> list[str]:
-        """Client tokens on the server's sessions (a repeat is a duplicate create)."""
-        return self.call(lambda: [t for s in self.server.sessions.values() for t in s["tags"]
-                                  if t.startswith(TOKEN_TAG_PREFIX)])
-
-
-# -- a scripted transport --------------------------------------------------------------------
-
-class StubOrg:
-    """Sessions on the fake clock behind `client._send`; each request yields to the loop twice.
-
-    Serves POST /sessions, GET /sessions (session_ids, tags) and GET /sessions/{id}. `faults`
-    are (method, status) pairs answered, in order, instead of the next request of that method.
-    """
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.timelines: dict[str, Timeline] = {}
-        self.tags: dict[str, list[str]] = {}
-        self.faults: deque[tuple[str, int]] = deque()
-        self.sent = 0
-
-    def add(self, sid: str, timeline: Timeline = SCRIPT) -> str:
-        now = self.clock.now
-        self.timelines[sid] = [(now + at, status, detail) for at, status, detail in timeline]
-        self.tags[sid] = []
-        return sid
-
-    def render(self, sid: str) -> dict[str, Any]:
-        timeline = self.timelines[sid]
-        at, status, detail = ([s for s in timeline if s[0] <= self.clock.now] or timeline)[-1]
-        return session_json(sid, status=status, status_detail=detail, tags=self.tags[sid],
-                            created_at=EPOCH, updated_at=EPOCH + int(at))
-
-    async def send(self, req: Request, timeout: object) -> tuple[int, dict[str, str], bytes]:
-        self.sent += 1
-        await asyncio.sleep(0)  # connecting / writing
-        await asyncio.sleep(0)  # waiting for the answer
-        if self.faults and self.faults[0][0] == req.method:
-            _, status = self.faults.popleft()
-            return status, {}, json.dumps({"detail": "scripted"}).encode()
-        if req.method == "POST":
-            sid = self.add(f"devin-{len(self.timelines):04d}")
-            self.tags[sid] = list(req.json.get("tags", []))
-            return 200, {}, json.dumps(self.render(sid)).encode()
-        if req.path == "/sessions":
-            params = dict(req.params)
-            ids = params["session_ids"].split(",") if "session_ids" in params else list(
-                self.timelines)
-            tag = params.get("tags")
-            items = [self.render(s) for s in ids
-                     if s in self.timelines and (tag is None or tag in self.tags[s])]
-            return 200, {}, json.dumps({"items": items, "has_next_page": False}).encode()
-        sid = req.path.rsplit("/", 1)[-1]
-        return 200, {}, json.dumps(self.render(sid)).encode()
-
-    @property
-    def tokens(self) -> list[str]:
-        return [t for tags in self.tags.values() for t in tags if t.startswith(TOKEN_TAG_PREFIX)]
-
-
-def stub_client(clock: FakeClock, org: StubOrg) -> DevinClient:
-    client = DevinClient(KEY, org_id="org-test", clock=clock, sleep=clock.sleep, poll=POLICY,
-                         retry=RETRY)
-    client._send = org.send  # type: ignore[method-assign]
-    return client
 
 
 # -- the operations, each with the faults that make it walk its slow paths -------------------
@@ -201,19 +90,20 @@ Operation = Callable[[DevinClient, StubOrg], Coroutine[Any, Any, Any]]
 
 
 async def op_create(client: DevinClient, org: StubOrg) -> Any:
-    org.faults.extend([("POST", 429), ("POST", 500)])  # retried; then ambiguous: lookup, resend
+    org.fail(1, 429, method="POST")  # retried
+    org.fail(1, 500, method="POST")  # then ambiguous: lookup, resend
     return (await client.sessions.create("cancel me")).state
 
 
 async def op_poll(client: DevinClient, org: StubOrg) -> Any:
-    sid = org.add("devin-poll")
-    org.faults.append(("GET", 503))
+    sid = org.add("devin-poll", *SCRIPT)
+    org.fail(1, 503, method="GET")
     return [s.state async for s in client.sessions.poll(sid)]
 
 
 async def op_wait(client: DevinClient, org: StubOrg) -> Any:
-    sid = org.add("devin-wait")
-    org.faults.append(("GET", 502))
+    sid = org.add("devin-wait", *SCRIPT)
+    org.fail(1, 502, method="GET")
     return (await client.sessions.wait(sid, timeout=600)).state
 
 
@@ -223,13 +113,14 @@ WATCH_SCRIPT: Timeline = [(0, "claimed", None), (2, "running", "working"),
 
 async def op_watch(client: DevinClient, org: StubOrg) -> Any:
     # 201 sessions: two list requests per cycle, run by the watcher's task group.
-    ids = [org.add(f"devin-w{i:03d}", WATCH_SCRIPT[i % 2:]) for i in range(201)]
-    org.faults.append(("GET", 503))
+    ids = [org.add(f"devin-w{i:03d}", *WATCH_SCRIPT[i % 2:]) for i in range(201)]
+    org.fail(1, 503, method="GET")
     return len([e async for e in client.watch(ids)])
 
 
 async def op_create_many(client: DevinClient, org: StubOrg) -> Any:
-    org.faults.extend([("POST", 502), ("POST", 429)])
+    org.fail(1, 502, method="POST")
+    org.fail(1, 429, method="POST")
     results = [r async for r in client.sessions.create_many(
         [{"prompt": f"task {i}"} for i in range(6)], concurrency=3)]
     assert all(r.ok for r in results), [r.error for r in results]
@@ -274,11 +165,11 @@ async def test_cancel_at_every_await_point(name: str) -> None:
     operation = OPERATIONS[name]
     clock = FakeClock()
     org = StubOrg(clock)
-    async with stub_client(clock, org) as client:
+    async with stub_client(clock, org, poll=POLICY, retry=RETRY) as client:
         expected = await operation(client, org)
         clock = FakeClock()
         org = StubOrg(clock)
-    async with stub_client(clock, org) as client:
+    async with stub_client(clock, org, poll=POLICY, retry=RETRY) as client:
         total = await steps_to_finish(asyncio.create_task(operation(client, org)))
     assert total > 5
 
@@ -286,7 +177,7 @@ async def test_cancel_at_every_await_point(name: str) -> None:
     for k in range(1, total + 1):
         clock = FakeClock()
         org = StubOrg(clock)
-        async with stub_client(clock, org) as client:
+        async with stub_client(clock, org, poll=POLICY, retry=RETRY) as client:
             cancelled += await cancel_after(asyncio.create_task(operation(client, org)), k)
             assert_nothing_left()
             if name in ("create", "create_many"):  # a cancelled create never duplicates
@@ -296,7 +187,7 @@ async def test_cancel_at_every_await_point(name: str) -> None:
                 org.timelines.clear()
                 assert await operation(client, org) == expected
             else:  # still usable: one request
-                assert (await client.sessions.get(org.add("devin-after"))).session_id
+                assert (await client.sessions.get(org.add("devin-after", *SCRIPT))).session_id
             assert_nothing_left()
     assert cancelled >= total - 1  # every k before the end interrupted it
 
@@ -304,17 +195,17 @@ async def test_cancel_at_every_await_point(name: str) -> None:
 # -- over a real socket ----------------------------------------------------------------------
 
 @pytest.fixture
-def remote() -> Iterator[ServerThread]:
-    with ServerThread(seed=5, time_scale=200.0) as thread:
+def remote() -> Iterator[ThreadedServer]:
+    with ThreadedServer(seed=5, time_scale=200.0) as thread:
         yield thread
 
 
-WireOperation = Callable[[DevinClient, ServerThread], Coroutine[Any, Any, Any]]
+WireOperation = Callable[[DevinClient, ThreadedServer], Coroutine[Any, Any, Any]]
 #: SCRIPT, 20 times faster, as the fake server takes it (at 200x: 5 ms of real time).
 SERVER_SCRIPT = [(status, detail, at / 20) for at, status, detail in SCRIPT]
 
 
-def scripted(remote: ServerThread, n: int) -> list[str]:
+def scripted(remote: ThreadedServer, n: int) -> list[str]:
     def seed() -> list[str]:
         ids = remote.server.add_sessions(n, status="new")
         for sid in ids:
@@ -324,23 +215,23 @@ def scripted(remote: ServerThread, n: int) -> list[str]:
     return remote.call(seed)
 
 
-async def wire_create(client: DevinClient, remote: ServerThread) -> Any:
+async def wire_create(client: DevinClient, remote: ThreadedServer) -> Any:
     remote.call(remote.server.inject, "create", status=500)
     return (await client.sessions.create("cancel me")).state
 
 
-async def wire_poll(client: DevinClient, remote: ServerThread) -> Any:
+async def wire_poll(client: DevinClient, remote: ThreadedServer) -> Any:
     (sid,) = scripted(remote, 1)
     return [s.state async for s in client.sessions.poll(sid)][-1]
 
 
-async def wire_wait(client: DevinClient, remote: ServerThread) -> Any:
+async def wire_wait(client: DevinClient, remote: ThreadedServer) -> Any:
     (sid,) = scripted(remote, 1)
     remote.call(remote.server.inject, "get", status=503)
     return (await client.sessions.wait(sid, timeout=30)).state
 
 
-async def wire_watch(client: DevinClient, remote: ServerThread) -> Any:
+async def wire_watch(client: DevinClient, remote: ThreadedServer) -> Any:
     ids = scripted(remote, 201)
     async with client.watch(ids) as watcher:
         async for _ in watcher:
@@ -348,7 +239,7 @@ async def wire_watch(client: DevinClient, remote: ServerThread) -> Any:
     return sorted({s.state for s in watcher.sessions.values()})
 
 
-async def wire_create_many(client: DevinClient, remote: ServerThread) -> Any:
+async def wire_create_many(client: DevinClient, remote: ThreadedServer) -> Any:
     remote.call(remote.server.inject, "create", drop="after")
     results = [r async for r in client.sessions.create_many(
         [{"prompt": f"task {i}"} for i in range(6)], concurrency=3)]
@@ -376,7 +267,7 @@ def spread(total: int, points: int) -> list[int]:
 
 
 @pytest.mark.parametrize("name", WIRE)
-async def test_cancel_on_the_wire_leaves_nothing(remote: ServerThread, name: str) -> None:
+async def test_cancel_on_the_wire_leaves_nothing(remote: ThreadedServer, name: str) -> None:
     operation = WIRE[name]
     async with remote.client(poll=WIRE_POLICY, retry=WIRE_RETRY) as client:
         expected = await operation(client, remote)
@@ -387,7 +278,7 @@ async def test_cancel_on_the_wire_leaves_nothing(remote: ServerThread, name: str
             assert_nothing_left()
         remote.call(remote.server.clear_faults)
         assert await operation(client, remote) == expected  # the same client still works
-        http = client._session
+        http = pooled(client)
         assert http is not None and not http.closed
     assert client.closed and http.closed and http.connector is None
     assert_nothing_left()
@@ -410,7 +301,7 @@ USES: dict[str, Callable[[DevinClient], Awaitable[Any]]] = {
 
 
 @pytest.mark.parametrize("use", USES)
-async def test_use_after_aclose_raises_client_closed(remote: ServerThread, use: str) -> None:
+async def test_use_after_aclose_raises_client_closed(remote: ThreadedServer, use: str) -> None:
     client = remote.client()
     await client.sessions.list().to_list()
     await client.aclose()
@@ -420,7 +311,7 @@ async def test_use_after_aclose_raises_client_closed(remote: ServerThread, use: 
     assert remote.call(lambda: remote.server.stats["requests"]) == 1  # nothing sent after
 
 
-async def test_create_many_after_aclose_reports_client_closed(remote: ServerThread) -> None:
+async def test_create_many_after_aclose_reports_client_closed(remote: ThreadedServer) -> None:
     client = remote.client()
     await client.aclose()
     results = [r async for r in client.sessions.create_many([{"prompt": "x"}] * 3)]
@@ -440,7 +331,7 @@ async def test_reentering_a_closed_client_raises() -> None:
     assert isinstance(ClientClosedError("x"), RuntimeError)  # also a RuntimeError, as asyncio's
 
 
-async def test_aclose_during_requests_ends_them_promptly(remote: ServerThread) -> None:
+async def test_aclose_during_requests_ends_them_promptly(remote: ThreadedServer) -> None:
     (sid,) = remote.call(remote.server.add_sessions, 1, status="running",
                          status_detail="working")
     hang = remote.call(remote.server.inject, "*", times=None, delay=1.0)  # requests hang
@@ -462,15 +353,16 @@ async def test_aclose_during_requests_ends_them_promptly(remote: ServerThread) -
     *reads, create = results
     assert all(isinstance(r, ClientClosedError) for r in reads), reads
     # The create was sent and the server sits on it: it may happen, so it is unconfirmed, with
-    # the token to reconcile by, and the lookup's ClientClosedError as the cause.
+    # the token to reconcile by, and the lookup's ClientClosedError as its `.original` (no
+    # exception chain: errors are built outside `except`, so none carries what a transport saw).
     assert isinstance(create, CreateUnconfirmedError), create
-    assert isinstance(create.__cause__, ClientClosedError)
+    assert isinstance(create.original, ClientClosedError)
     assert_nothing_left()
     remote.call(remote.server.clear_faults)
 
 
 async def test_borrowed_session_survives_aclose_but_the_client_does_not(
-        remote: ServerThread) -> None:
+        remote: ThreadedServer) -> None:
     async with aiohttp.ClientSession() as http:
         client = remote.client(session=http)
         (sid,) = remote.call(remote.server.add_sessions, 1)
@@ -482,10 +374,10 @@ async def test_borrowed_session_survives_aclose_but_the_client_does_not(
     assert http.closed
 
 
-async def test_a_client_dropped_without_aclose_warns(remote: ServerThread) -> None:
+async def test_a_client_dropped_without_aclose_warns(remote: ThreadedServer) -> None:
     client = remote.client()
     await client.sessions.list().to_list()
-    http = client._session
+    http = pooled(client)
     assert http is not None
     with pytest.warns(ResourceWarning, match="never closed"):
         client.__del__()

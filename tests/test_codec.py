@@ -1,8 +1,9 @@
 """The two JSON codecs (stdlib and orjson) accept, refuse and produce the same things.
 
-`devin_async._json` picks orjson when it is installed. Everything a user can observe must be the
-same either way, so each case here runs on both; the rest of the suite runs on the stdlib's
-(see conftest). orjson comes with the `test` extra, so both are always here.
+`devin_async._json` picks orjson when it is installed (a client may pick either with
+`DevinClient(json_codec=)`). Everything a user can observe must be the same either way, so each
+case here runs on both; the rest of the suite runs on the stdlib's (see conftest). orjson comes
+with the `test` extra, so both are always here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import datetime as dt
 import json
 import math
 import types
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,16 +34,16 @@ CODECS = ["json", "orjson"]
 
 def test_both_codecs_are_installed_for_the_tests() -> None:
     assert set(_json.CODECS) == set(CODECS)
+    assert _json.get("json").name == "json" and _json.get("orjson").name == "orjson"
     with pytest.raises(ValueError, match="not available"):
-        _json.use("simdjson")
+        _json.get("simdjson")
+    with pytest.raises(ValueError, match="not available"):
+        DevinClient("cog_" + "k" * 20, org_id="org-1", json_codec="simdjson")
 
 
 @pytest.fixture(params=CODECS)
-def codec(request: pytest.FixtureRequest) -> Iterator[str]:
-    before = _json.codec()
-    _json.use(request.param)
-    yield request.param
-    _json.use(before)
+def codec(request: pytest.FixtureRequest) -> _json.Codec:
+    return _json.get(request.param)
 
 
 # JSON data as both codecs can carry it exactly: ints within 64 bits, finite floats.
@@ -59,7 +59,7 @@ _values = st.recursive(_leaves, lambda inner: st.one_of(
 def test_codecs_read_and_write_the_same_data(value: Any) -> None:
     text = json.dumps(value)
     for name in CODECS:
-        loads, dumps = _json.CODECS[name]
+        _, loads, dumps = _json.CODECS[name]
         assert loads(text.encode()) == value
         assert loads(dumps(value)) == value
         assert json.loads(dumps(value)) == value  # what the other side's parser reads
@@ -70,9 +70,9 @@ def test_codecs_read_and_write_the_same_data(value: Any) -> None:
     b'{"a": "\xff"}', b"\x00", b'{"a": 1} x', b"[1,]", b'{"a" 1}', b"[1e400]",
     b'{"acus_consumed": -1E999}',
 ])
-def test_codecs_refuse_the_same_bodies(codec: str, body: bytes) -> None:
+def test_codecs_refuse_the_same_bodies(codec: _json.Codec, body: bytes) -> None:
     with pytest.raises(MalformedResponseError):
-        decode_json(200, body)
+        decode_json(200, body, codec.loads)
 
 
 @pytest.mark.parametrize("body, value", [
@@ -81,8 +81,8 @@ def test_codecs_refuse_the_same_bodies(codec: str, body: bytes) -> None:
     (b'{"a": 1, "a": 2}', {"a": 2}),
     ('{"k": "Zürich ✓"}'.encode(), {"k": "Zürich ✓"}),
 ])
-def test_codecs_accept_the_same_bodies(codec: str, body: bytes, value: Any) -> None:
-    assert decode_json(200, body) == value
+def test_codecs_accept_the_same_bodies(codec: _json.Codec, body: bytes, value: Any) -> None:
+    assert decode_json(200, body, codec.loads) == value
 
 
 @pytest.mark.parametrize("status, body", [
@@ -95,13 +95,8 @@ def test_codecs_accept_the_same_bodies(codec: str, body: bytes, value: Any) -> N
 ])
 def test_error_bodies_read_the_same(status: int, body: bytes) -> None:
     seen = []
-    before = _json.codec()
     for name in CODECS:
-        _json.use(name)
-        try:
-            error = decode_error(status, {}, body)
-        finally:
-            _json.use(before)
+        error = decode_error(status, {}, body, loads=_json.get(name).loads)
         seen.append((type(error), error.status, error.detail, str(error)))
     assert seen[0] == seen[1] and seen[0][2]
 
@@ -112,8 +107,8 @@ def test_error_bodies_read_the_same(status: int, body: bytes) -> None:
     ({"t": (1, "x")}, b'{"t":[1,"x"]}'),
     ({"e": "é"}, None),  # the bytes differ (escaped or not); the text is the same
 ])
-def test_codecs_encode_the_same(codec: str, value: Any, body: bytes | None) -> None:
-    encoded = _json.dumps(value)
+def test_codecs_encode_the_same(codec: _json.Codec, value: Any, body: bytes | None) -> None:
+    encoded = codec.dumps(value)
     assert isinstance(encoded, bytes)
     if body is not None:
         assert encoded == body
@@ -121,16 +116,16 @@ def test_codecs_encode_the_same(codec: str, value: Any, body: bytes | None) -> N
 
 
 @pytest.mark.parametrize("value", [dt.datetime(2026, 1, 1), {1, 2}, object()])
-def test_codecs_refuse_the_same_objects(codec: str, value: Any) -> None:
+def test_codecs_refuse_the_same_objects(codec: _json.Codec, value: Any) -> None:
     with pytest.raises(TypeError):
-        _json.dumps({"x": value})
+        codec.dumps({"x": value})
 
 
 def test_dumps_of_a_nan_is_the_one_documented_difference() -> None:
     # No request builder hands a NaN over (validate() refuses it); the codecs alone differ.
     with pytest.raises(ValueError):
-        _json.CODECS["json"][1]({"x": math.nan})
-    assert _json.CODECS["orjson"][1]({"x": math.nan}) == b'{"x":null}'
+        _json.get("json").dumps({"x": math.nan})
+    assert _json.get("orjson").dumps({"x": math.nan}) == b'{"x":null}'
     with pytest.raises(ValueError, match="JSON cannot carry"):
         CreateSessionRequest("p", extra={"x": math.nan}).validate()
 
@@ -163,9 +158,10 @@ def test_create_refuses_extra_nested_too_deep() -> None:
 
 
 def test_create_accepts_any_mapping_as_extra_itself() -> None:
-    request = CreateSessionRequest("p", extra=types.MappingProxyType({"devin_mode": "fast"}))
+    request = CreateSessionRequest("p", extra=types.MappingProxyType({"brand_new": "fast"}))
     request.validate()
-    assert _json.dumps(request.to_body()) == b'{"prompt":"p","devin_mode":"fast"}'
+    for name in CODECS:
+        assert _json.get(name).dumps(request.to_body()) == b'{"prompt":"p","brand_new":"fast"}'
 
 
 def test_create_accepts_plain_json_data_in_extra() -> None:
@@ -177,10 +173,10 @@ def test_create_accepts_plain_json_data_in_extra() -> None:
 
 # -- end to end, on the fake server -----------------------------------------------------------
 
-async def test_client_round_trips_on_the_fake_server(codec: str) -> None:
+async def test_client_round_trips_on_the_fake_server(codec: _json.Codec) -> None:
     schema = {"type": "object", "properties": {"done": {"type": "boolean"}}, "ratio": 0.25}
     async with FakeDevinServer() as server, DevinClient(
-        server.api_key, org_id=server.org_id, base_url=server.url
+        server.api_key, org_id=server.org_id, base_url=server.url, json_codec=codec.name
     ) as client:
         created = await client.sessions.create("Zürich ✓", tags=["t"],
                                                structured_output_schema=schema)
@@ -195,5 +191,5 @@ async def test_client_round_trips_on_the_fake_server(codec: str) -> None:
         with pytest.raises(NotFoundError):
             await client.sessions.get("devin-missing")
         with pytest.raises(ValueError, match="JSON cannot carry"):
-            await client.sessions.create("p", ratio=math.nan)
+            await client.sessions.create("p", extra_body={"ratio": math.nan})
     assert server.session_count == 1

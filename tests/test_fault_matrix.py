@@ -44,6 +44,7 @@ from devin_async import (
     Timeouts,
     UnprocessableEntityError,
 )
+from devin_async._create import FIRST_LOOK_PAUSE
 from devin_async._models import TOKEN_TAG_PREFIX
 from devin_async.testing import FakeDevinServer
 
@@ -146,6 +147,21 @@ def fails(error: type[DevinError], status: int | None = None, detail: str | None
     return Outcome(error, status, detail, retry_after, errors, requests, sessions, waited, loose)
 
 
+def looks_in_window(settle: float = RetryPolicy().settle, pause: float = FIRST_LOOK_PAUSE) -> int:
+    """The look-ups of one settling window that finds nothing: at 0, then after pauses doubling
+    from `pause`, the last one cut to end the window."""
+    looks, elapsed = 1, 0.0
+    while elapsed < settle:
+        elapsed += min(pause, settle - elapsed)
+        pause *= 2
+        looks += 1
+    return looks
+
+
+#: A lost create not found: one settling window of look-ups, the resend, then one check for a
+#: duplicate once the index has settled.
+WINDOW = looks_in_window()
+LOST = WINDOW + 1
 NO_WAIT = (0.0, 0.0)
 # One row per fault x operation. Counts: create_many = the create column + 2 creates, 2 sessions.
 MATRIX: list[Any] = [  # (fault, op, outcome) tuples, or pytest.param(...) of one
@@ -168,7 +184,8 @@ MATRIX: list[Any] = [  # (fault, op, outcome) tuples, or pytest.param(...) of on
     ("429 retry-after-ms", "poll", ok(get=2, waited=(1.5, 1.5))),
     ("429 retry-after-ms", "create_many", ok(create=4, sessions=3, waited=(1.5, 1.5))),
     # -- 429 Retry-After: 120, over max_retry_after (60): a call fails fast, with the hint; a
-    #    poll waits it out instead, and so does a batch (a throttle there is back-pressure).
+    #    poll waits (at most max_retry_after) and goes on; a batch's create fails like a create
+    #    (create_many keeps to the call's retries).
     ("429 Retry-After over the cap", "get",
      fails(RateLimitError, 429, "Rate limit exceeded", retry_after=120.0, get=1, waited=NO_WAIT)),
     ("429 Retry-After over the cap", "list",
@@ -177,21 +194,22 @@ MATRIX: list[Any] = [  # (fault, op, outcome) tuples, or pytest.param(...) of on
     ("429 Retry-After over the cap", "create",
      fails(RateLimitError, 429, "Rate limit exceeded", retry_after=120.0, create=1, sessions=0,
            waited=NO_WAIT)),
-    ("429 Retry-After over the cap", "poll", ok(get=2, waited=(120.0, 120.0))),
+    ("429 Retry-After over the cap", "poll", ok(get=2, waited=(60.0, 60.0))),
     ("429 Retry-After over the cap", "create_many",
-     ok(create=4, sessions=3, waited=(120.0, 120.0))),
+     fails(RateLimitError, 429, "Rate limit exceeded", retry_after=120.0, create=3, sessions=2,
+           waited=NO_WAIT)),
     # -- 500: reads retried; a create may have happened: its token is looked up, then resent.
     ("500", "get", ok(get=2)),
     ("500", "list", ok(list=2)),
-    ("500", "create", ok(create=2, list=1, sessions=1)),
+    ("500", "create", ok(create=2, list=LOST, sessions=1)),
     ("500", "poll", ok(get=2)),
-    ("500", "create_many", ok(create=4, list=1, sessions=3)),
+    ("500", "create_many", ok(create=4, list=LOST, sessions=3)),
     # -- 502: the same.
     ("502", "get", ok(get=2)),
     ("502", "list", ok(list=2)),
-    ("502", "create", ok(create=2, list=1, sessions=1)),
+    ("502", "create", ok(create=2, list=LOST, sessions=1)),
     ("502", "poll", ok(get=2)),
-    ("502", "create_many", ok(create=4, list=1, sessions=3)),
+    ("502", "create_many", ok(create=4, list=LOST, sessions=3)),
     # -- 503: not taken in, so even a create is simply retried (no lookup).
     ("503", "get", ok(get=2)),
     ("503", "list", ok(list=2)),
@@ -201,15 +219,15 @@ MATRIX: list[Any] = [  # (fault, op, outcome) tuples, or pytest.param(...) of on
     # -- 504: like 500.
     ("504", "get", ok(get=2)),
     ("504", "list", ok(list=2)),
-    ("504", "create", ok(create=2, list=1, sessions=1)),
+    ("504", "create", ok(create=2, list=LOST, sessions=1)),
     ("504", "poll", ok(get=2)),
-    ("504", "create_many", ok(create=4, list=1, sessions=3)),
+    ("504", "create_many", ok(create=4, list=LOST, sessions=3)),
     # -- connection reset before the server acted: lookup finds nothing, the create is resent.
     ("reset before acting", "get", ok(get=2)),
     ("reset before acting", "list", ok(list=2)),
-    ("reset before acting", "create", ok(create=2, list=1, sessions=1)),
+    ("reset before acting", "create", ok(create=2, list=LOST, sessions=1)),
     ("reset before acting", "poll", ok(get=2)),
-    ("reset before acting", "create_many", ok(create=4, list=1, sessions=3)),
+    ("reset before acting", "create_many", ok(create=4, list=LOST, sessions=3)),
     # -- connection reset after the server acted: the lookup finds the session; never resent.
     ("reset after acting", "get", ok(get=2)),
     ("reset after acting", "list", ok(list=2)),
@@ -244,15 +262,18 @@ MATRIX: list[Any] = [  # (fault, op, outcome) tuples, or pytest.param(...) of on
     ("HTML page with 200", "poll", ok(get=2)),
     ("HTML page with 200", "create_many", ok(create=3, list=1, sessions=3)),
     # -- a proxy's HTML 502 on every attempt: retries run out; the detail is the page's title.
+    #    A create: each failed attempt is looked up through a whole settling window.
     ("HTML page with 502, every attempt", "get",
      fails(InternalServerError, 502, "502 Bad Gateway", get=4)),
     ("HTML page with 502, every attempt", "list",
      fails(InternalServerError, 502, "502 Bad Gateway", list=4)),
     ("HTML page with 502, every attempt", "create",
-     fails(InternalServerError, 502, "502 Bad Gateway", create=4, list=4, sessions=0)),
+     fails(InternalServerError, 502, "502 Bad Gateway", create=4, list=4 * WINDOW,
+           sessions=0)),
     ("HTML page with 502, every attempt", "poll", ok(get=5)),
     ("HTML page with 502, every attempt", "create_many",
-     fails(InternalServerError, 502, "502 Bad Gateway", create=6, list=4, sessions=2)),
+     fails(InternalServerError, 502, "502 Bad Gateway", create=6, list=4 * WINDOW,
+           sessions=2)),
     # -- 401: never retried; a poll ends with it.
     ("401", "get", fails(AuthenticationError, 401, "Invalid API key", get=1)),
     ("401", "list", fails(AuthenticationError, 401, "Invalid API key", list=1)),

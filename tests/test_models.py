@@ -156,9 +156,13 @@ def test_all_seed_fields_round_trip() -> None:
     assert CreateSessionRequest(**fields).to_body() == fields  # type: ignore[arg-type]
 
 
-def test_from_dict_routes_unknown_keys_to_extra() -> None:
+def test_from_dict_takes_named_fields_and_extra_body_and_refuses_unknown_keys() -> None:
     req = CreateSessionRequest.from_dict({"prompt": "p", "title": "t", "devin_mode": "fast"})
-    assert req.title == "t" and req.extra == {"devin_mode": "fast"}
+    assert req.title == "t" and req.devin_mode == "fast" and req.extra == {}
+    newer = CreateSessionRequest.from_dict({"prompt": "p", "extra_body": {"brand_new": 1}})
+    assert newer.extra == {"brand_new": 1} and newer.to_body() == {"prompt": "p", "brand_new": 1}
+    with pytest.raises(ValueError, match="brand_new"):  # a typo is not sent silently
+        CreateSessionRequest.from_dict({"prompt": "p", "brand_new": 1})
     with pytest.raises(ValueError, match="prompt"):
         CreateSessionRequest.from_dict({"title": "t"})
 

@@ -9,11 +9,12 @@ from typing import Any
 
 import jsonschema
 import pytest
-from aioresponses import aioresponses
 
 from devin_async import DevinClient
+from devin_async._transport import HTTPResponse
 
-from .helpers import BASE, KEY, session_json
+from .helpers import KEY, mock, reply, session_json
+from .helpers import Call as Sent
 from .openapi import validate
 
 Call = Callable[[DevinClient], Awaitable[Any]]
@@ -30,7 +31,7 @@ CASES: list[tuple[str, str, Call]] = [
          session_secrets=[{"key": "K", "value": "V", "sensitive": True}])),
     ("SessionCreateRequest", "POST /sessions",
      lambda c: c.sessions.create("analyze", advanced_mode="analyze", session_links=["l"],
-                                 client_token=False)),
+                                 extra_body={"newer_field": True})),
     ("SessionMessageCreateRequest", "POST /sessions/devin-1/messages",
      lambda c: c.sessions.send_message("devin-1", "hello", message_as_user_id="user-2")),
     ("SessionTagsUpdateRequest", "POST /sessions/devin-1/tags",
@@ -40,17 +41,27 @@ CASES: list[tuple[str, str, Call]] = [
 ]
 
 
+@pytest.mark.parametrize("tokens", [True, False], ids=["guarded", "unguarded"])
 @pytest.mark.parametrize(("schema", "route", "call"), CASES)
-async def test_request_bodies_fit_the_description(schema: str, route: str, call: Call) -> None:
+async def test_request_bodies_fit_the_description(schema: str, route: str, call: Call,
+                                                  tokens: bool) -> None:
     method, path = route.split(" ")
-    with aioresponses() as mock:
-        payload = {"tags": ["a"]} if path.endswith("/tags") else session_json()
-        getattr(mock, method.lower())(f"{BASE}{path}", payload=payload)
-        async with DevinClient(KEY, org_id="org-test") as client:
-            await call(client)
-        (sent,) = [c for (m, u), calls in mock.requests.items() for c in calls
-                   if m == method and str(u) == f"{BASE}{path}"]
-    body = json.loads(sent.kwargs["data"])
+
+    def answer(sent: Sent) -> HTTPResponse:
+        if sent.path.endswith("/tags"):
+            return reply(200, {"tags": ["a"]})
+        if sent.path == "/sessions" and sent.method == "GET":  # a create's token look-up
+            return reply(200, {"items": [], "has_next_page": False})
+        return reply(200, session_json())
+
+    transport = mock(answer)
+    async with DevinClient(KEY, org_id="org-test", transport=transport,
+                           client_tokens=tokens) as client:
+        await call(client)
+    (sent,) = [r for r in transport.requests
+               if r.method == method and r.url.split("?")[0].endswith(f"/org-test{path}")]
+    assert sent.body is not None
+    body = json.loads(sent.body)
     validate(schema, body)
     assert None not in body.values()
 

@@ -1,7 +1,7 @@
 """`sessions.poll()` / `sessions.wait()`: changes only, `until`, deadline, hints, failures, cancel.
 
 Everything runs on a fake clock (sleeping advances it instantly) over `StubOrg`, a scripted
-transport plugged in at `client._send`, so the client's real retry loop, limiter and decoding run.
+transport passed at construction, so the client's real engine, limiter and decoding run.
 """
 
 from __future__ import annotations
@@ -29,13 +29,7 @@ from devin_async import (
 )
 from devin_async._polling import Poller
 
-from .helpers import KEY, FakeClock
-from .stub_org import STILL, Step, StubOrg, client, make_client, org  # noqa: F401  (fixtures)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+from .helpers import KEY, STILL, FakeClock, Step, StubOrg, stub_client
 
 
 def states(sessions: list[Session]) -> list[tuple[str, str | None]]:
@@ -204,7 +198,7 @@ async def test_starting_phase_polls_at_initial(
 async def test_jitter_stays_within_bounds(clock: FakeClock, org: StubOrg) -> None:
     policy = PollPolicy(initial=10, max=10, multiplier=1.5, jitter=0.2)
     org.add("devin-s1", (0, "running", "working"), (500, "exit", None))
-    async with make_client(clock, org, poll=policy) as client:
+    async with stub_client(clock, org, poll=policy) as client:
         await collect(client, "devin-s1", until=is_terminal)
     assert len(clock.sleeps) > 30
     assert all(8 <= s <= 12 for s in clock.sleeps)
@@ -250,8 +244,7 @@ async def test_deadline_bounds_the_client_retry_loop(
 async def test_deadline_on_the_real_clock_bounds_a_slow_request(org: StubOrg) -> None:
     org.add("devin-s1", (0, "running", "working"))
     org.gate = asyncio.Event()  # the request never answers
-    client = DevinClient(KEY, org_id="org-test")
-    client._send = org.send  # type: ignore[method-assign]
+    client = DevinClient(KEY, org_id="org-test", transport=org)
     async with client:
         with pytest.raises(WaitTimeoutError) as info:
             await client.sessions.wait("devin-s1", timeout=0.05)
@@ -276,7 +269,7 @@ async def test_retry_after_is_honoured_on_every_response(
 
 async def test_retry_after_when_retries_are_off(clock: FakeClock, org: StubOrg) -> None:
     org.add("devin-s1", (0, "running", "working"), (100, "exit", None))
-    async with make_client(clock, org, poll=STILL, retry=RetryPolicy.disabled()) as client:
+    async with stub_client(clock, org, poll=STILL, retry=RetryPolicy.disabled()) as client:
         poller = client.sessions.poll("devin-s1", until=is_terminal)
         assert states([await anext(poller)]) == [("running", "working")]
         org.fail(3, 429, retry_after=25)
@@ -285,14 +278,14 @@ async def test_retry_after_when_retries_are_off(clock: FakeClock, org: StubOrg) 
     assert clock.sleeps[1:4] == [25.0, 25.0, 25.0]  # max(interval, Retry-After) every time
 
 
-async def test_a_long_retry_after_is_honoured_by_the_poller(
+async def test_a_long_retry_after_is_capped_by_the_poller(
     client: DevinClient, org: StubOrg, clock: FakeClock
 ) -> None:
     org.add("devin-s1", (0, "running", "working"), (10, "exit", None))
     org.fail(1, 503, retry_after=300)  # over the client's 60 s cap: not retried there
     seen = await collect(client, "devin-s1", until=is_terminal)
     assert states(seen) == [("exit", None)]
-    assert clock.sleeps[0] == 300.0
+    assert clock.sleeps[0] == 60.0  # the poller waits at most max_retry_after
 
 
 @pytest.mark.parametrize(
@@ -413,19 +406,12 @@ async def test_break_leaves_nothing_behind(client: DevinClient, org: StubOrg) ->
     assert len(org.requests) == 1
 
 
-class StuckClock(FakeClock):
-    """A clock whose sleep never ends."""
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.Event().wait()
-
-
 @pytest.mark.parametrize("where", ["sleeping", "requesting"])
 async def test_cancel_leaves_nothing_behind(org: StubOrg, where: str) -> None:
-    clock = StuckClock() if where == "sleeping" else FakeClock()
+    clock = FakeClock(stuck=True) if where == "sleeping" else FakeClock()
     org.add("devin-s1", (0, "running", "working"))
-    async with make_client(clock, org, poll=STILL) as client:
-        poller = Poller(client, "devin-s1")
+    async with stub_client(clock, org, poll=STILL) as client:
+        poller = Poller(client.sessions, "devin-s1")
         await anext(poller)
         if where == "requesting":
             org.gate = asyncio.Event()  # the next request never answers
@@ -441,7 +427,7 @@ async def test_cancel_leaves_nothing_behind(org: StubOrg, where: str) -> None:
 
 async def test_asyncio_timeout_around_wait(org: StubOrg) -> None:
     org.add("devin-s1", (0, "running", "working"))
-    async with make_client(StuckClock(), org) as client:
+    async with stub_client(FakeClock(stuck=True), org) as client:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.02):
                 await client.sessions.wait("devin-s1")
@@ -452,7 +438,7 @@ async def test_a_503_with_retry_after_holds_the_client_s_other_requests(
     clock: FakeClock, org: StubOrg
 ) -> None:
     org.add("devin-s1", (0, "running", "working"))
-    async with make_client(clock, org, retry=RetryPolicy.disabled()) as client:
+    async with stub_client(clock, org, retry=RetryPolicy.disabled()) as client:
         org.fail(1, 503, retry_after=5)
         with pytest.raises(InternalServerError) as info:
             await client.sessions.get("devin-s1")
@@ -468,8 +454,7 @@ async def test_retry_after_on_a_successful_answer_is_honoured(
 ) -> None:
     org.add("devin-s1", (0, "running", "working"), (100, "exit", None))
     ok = json.dumps(org.render("devin-s1")).encode()
-    for _ in range(3):  # three 200 answers that each ask for 20 s of quiet
-        org.faults.append((200, {"Retry-After": "20"}, ok))
+    org.fail(3, 200, retry_after=20, body=ok)  # three 200 answers asking for 20 s of quiet
     seen = await collect(client, "devin-s1", until=is_terminal)
     assert states(seen) == [("running", "working"), ("exit", None)]
     assert clock.sleeps[:3] == [20.0, 20.0, 20.0]  # STILL alone would have slept 2, 4, 8

@@ -28,13 +28,12 @@ from devin_async import (
     UnprocessableEntityError,
 )
 from devin_async._converter import CONVERTER, make_converter
+from devin_async._decisions import Action, Kind, Outcome, classify, decide, rides_out
 from devin_async._protocol import (
-    Kind,
     check_id,
     decode_error,
     decode_json,
     encode_array,
-    is_retryable,
     parse_attachments,
     parse_message_page,
     parse_retry_after,
@@ -299,37 +298,98 @@ def _status(status: int, retry_after: float | None = None) -> APIStatusError:
     return decode_error(status, {"Retry-After": str(retry_after)} if retry_after else {}, b"")
 
 
-@pytest.mark.parametrize(
-    ("error", "kind", "expected"),
-    [
-        (_status(429), Kind.UNSAFE, True),
-        (_status(503), Kind.UNSAFE, True),
-        (_status(408), Kind.UNSAFE, True),
-        (_status(500), Kind.UNSAFE, False),
-        (_status(502), Kind.UNSAFE, False),
-        (_status(504), Kind.UNSAFE, False),
-        (_status(500), Kind.READ, True),
-        (_status(502), Kind.READ, True),
-        (_status(500), Kind.IDEMPOTENT, False),
-        (_status(504), Kind.IDEMPOTENT, True),
-        (_status(400), Kind.READ, False),
-        (_status(401), Kind.READ, False),
-        (_status(404), Kind.READ, False),
-        (_status(409), Kind.READ, False),
-        (_status(422), Kind.READ, False),
-        (_status(429, 30), Kind.READ, True),
-        (_status(429, 3600), Kind.READ, False),  # over the cap: fail fast
-        (APIConnectionError("refused", sent=False), Kind.UNSAFE, True),
-        (APIConnectionError("reset", sent=True), Kind.UNSAFE, False),
-        (APIConnectionError("reset", sent=True), Kind.READ, True),
-        (APITimeoutError("read timeout", sent=True), Kind.UNSAFE, False),
-        (APITimeoutError("read timeout", sent=True), Kind.IDEMPOTENT, True),
-        (MalformedResponseError("bad"), Kind.READ, False),
-        (ValueError("x"), Kind.READ, False),
-    ],
-)
-def test_is_retryable(error: BaseException, kind: Kind, expected: bool) -> None:
-    assert is_retryable(error, kind, max_retry_after=60.0) is expected
+#: One failure of each Outcome, as the engine sees it.
+EXAMPLES: dict[Outcome, BaseException] = {
+    Outcome.UNSENT: APIConnectionError("refused", sent=False),
+    Outcome.LOST: APIConnectionError("reset", sent=True),
+    Outcome.TIMEOUT: APITimeoutError("read timeout", sent=True),
+    Outcome.REQUEST_TIMEOUT: _status(408),
+    Outcome.THROTTLED: _status(429),
+    Outcome.UNAVAILABLE: _status(503),
+    Outcome.INTERNAL: _status(500),
+    Outcome.GATEWAY: _status(502),
+    Outcome.OTHER_5XX: _status(501),
+    Outcome.CLIENT_ERROR: _status(404),
+    Outcome.MALFORMED: MalformedResponseError("bad"),
+}
+#: More failures that must sort into the same Outcome.
+ALSO: list[tuple[BaseException, Outcome]] = [
+    (APITimeoutError("connect timeout", sent=False), Outcome.UNSENT),
+    (_status(504), Outcome.GATEWAY),
+    (_status(505), Outcome.OTHER_5XX),
+    (_status(400), Outcome.CLIENT_ERROR),
+    (_status(401), Outcome.CLIENT_ERROR),
+    (_status(403), Outcome.CLIENT_ERROR),
+    (_status(409), Outcome.CLIENT_ERROR),
+    (_status(422), Outcome.CLIENT_ERROR),
+]
+
+R, L, W, X = "retry", "look up", "look up only", "raise"
+#: The contract, written out by hand: what each kind of request does after each outcome, and
+#: whether a poller rides it out. (READ, IDEMPOTENT, CREATE, UNSAFE), polling.
+CONTRACT: dict[Outcome, tuple[tuple[str, str, str, str], bool]] = {
+    Outcome.UNSENT: ((R, R, R, R), True),  # never left: anything may be sent again
+    Outcome.LOST: ((R, R, L, X), True),  # may have acted: a create is looked up
+    Outcome.TIMEOUT: ((R, R, W, X), True),  # may still be acting: looked up, never resent
+    Outcome.REQUEST_TIMEOUT: ((R, R, R, R), True),
+    Outcome.THROTTLED: ((R, R, R, R), True),
+    Outcome.UNAVAILABLE: ((R, R, R, R), True),
+    Outcome.INTERNAL: ((R, X, L, X), True),
+    Outcome.GATEWAY: ((R, R, L, X), True),
+    Outcome.OTHER_5XX: ((X, X, X, X), True),
+    Outcome.CLIENT_ERROR: ((X, X, X, X), False),  # the request is wrong: polling ends
+    Outcome.MALFORMED: ((X, X, L, X), True),
+}
+KINDS = (Kind.READ, Kind.IDEMPOTENT, Kind.CREATE, Kind.UNSAFE)
+CELLS = [(o, k, CONTRACT[o][0][i]) for o in Outcome for i, k in enumerate(KINDS)]
+
+
+def test_the_contract_covers_every_outcome() -> None:
+    assert set(CONTRACT) == set(Outcome) == set(EXAMPLES)
+
+
+@pytest.mark.parametrize(("outcome", "kind", "action"), CELLS,
+                         ids=[f"{o.name}-{k.name}" for o, k, _ in CELLS])
+def test_decide_every_cell(outcome: Outcome, kind: Kind, action: str) -> None:
+    error = EXAMPLES[outcome]
+    assert classify(error) is outcome
+    assert decide(kind, error, 60.0) is Action(action)
+
+
+@pytest.mark.parametrize("outcome", list(Outcome), ids=lambda o: o.name)
+def test_rides_out_every_outcome(outcome: Outcome) -> None:
+    assert rides_out(EXAMPLES[outcome]) is CONTRACT[outcome][1]
+
+
+@pytest.mark.parametrize(("error", "outcome"), ALSO, ids=[repr(e)[:40] for e, _ in ALSO])
+def test_classify_sorts_alike_failures_alike(error: BaseException, outcome: Outcome) -> None:
+    assert classify(error) is outcome
+    for kind in KINDS:
+        assert decide(kind, error, 60.0) is decide(kind, EXAMPLES[outcome], 60.0)
+
+
+@pytest.mark.parametrize("error", [ValueError("x"), RuntimeError("y"), KeyError("z")])
+def test_unknown_failures_are_raised_and_end_polling(error: BaseException) -> None:
+    assert classify(error) is None
+    assert all(decide(kind, error, 60.0) is Action.RAISE for kind in KINDS)
+    assert rides_out(error) is False
+
+
+HINTED = [(429, Outcome.THROTTLED), (503, Outcome.UNAVAILABLE), (408, Outcome.REQUEST_TIMEOUT),
+          (500, Outcome.INTERNAL), (502, Outcome.GATEWAY)]
+
+
+@pytest.mark.parametrize(("status", "outcome"), HINTED, ids=[str(s) for s, _ in HINTED])
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+@pytest.mark.parametrize(("hint", "over"), [(30, False), (60, False), (60.5, True), (3600, True)])
+def test_a_hint_over_the_cap_turns_retry_into_raise(status: int, outcome: Outcome, kind: Kind,
+                                                    hint: float, over: bool) -> None:
+    error = _status(status, hint)
+    assert error.retry_after == hint
+    planned = Action(CONTRACT[outcome][0][KINDS.index(kind)])
+    expected = Action.RAISE if over and planned is Action.RETRY else planned
+    assert decide(kind, error, 60.0) is expected  # look-ups and raises are left as they are
+    assert rides_out(error) is CONTRACT[outcome][1]  # a poller waits it out (capped) either way
 
 
 # -- the hand-written Session structurer agrees with cattrs' generated one -------------------

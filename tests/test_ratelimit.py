@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
 import math
-from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import pytest
@@ -14,51 +12,16 @@ import pytest
 from devin_async import APIConnectionError, APITimeoutError
 from devin_async._ratelimit import MAX_RATE, RateLimiter
 
+from .helpers import FakeClock
+
 T = TypeVar("T")
 
 
-class VirtualTime:
-    """A clock plus a sleep on virtual time: `run()` jumps to the next timer when all are idle."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self.now = start
-        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._seq = 0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._timers, (self.now + max(0.0, seconds), self._seq, fut))
-        self._seq += 1
-        await fut
-
-    async def run(self, *aws: Awaitable[T]) -> list[T]:
-        """Run the awaitables to the end, advancing time only when nothing else can run."""
-        tasks = [asyncio.ensure_future(a) for a in aws]
-        try:
-            while not all(t.done() for t in tasks):
-                for _ in range(8):
-                    await asyncio.sleep(0)
-                while self._timers and self._timers[0][2].done():
-                    heapq.heappop(self._timers)
-                if self._timers and not all(t.done() for t in tasks):
-                    when, _, fut = heapq.heappop(self._timers)
-                    self.now = max(self.now, when)
-                    fut.set_result(None)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        return [t.result() for t in tasks]
-
-
-def limiter_on(vt: VirtualTime, **kw: Any) -> RateLimiter:
+def limiter_on(vt: FakeClock, **kw: Any) -> RateLimiter:
     return RateLimiter(vt, vt.sleep, **kw)
 
 
-def succeed(limiter: RateLimiter, vt: VirtualTime, n: int, over: float) -> None:
+def succeed(limiter: RateLimiter, vt: FakeClock, n: int, over: float) -> None:
     """Record n successes evenly over the last `over` seconds (ending now)."""
     end = vt.now
     for i in range(n):
@@ -70,7 +33,7 @@ def succeed(limiter: RateLimiter, vt: VirtualTime, n: int, over: float) -> None:
 # -- pause ---------------------------------------------------------------------------------
 
 async def test_open_until_the_first_throttle() -> None:
-    vt = VirtualTime()
+    vt = FakeClock(0.0, instant=False)
     limiter = limiter_on(vt)
     assert limiter.rate is None and limiter.paused_for == 0
     await vt.run(*(limiter.acquire() for _ in range(100)))
@@ -79,7 +42,7 @@ async def test_open_until_the_first_throttle() -> None:
 
 @pytest.mark.parametrize("hint", [0.25, 2.0, 30.0])
 async def test_hint_pauses_every_sender(hint: float) -> None:
-    vt = VirtualTime(100.0)
+    vt = FakeClock(100.0, instant=False)
     limiter = limiter_on(vt)
     succeed(limiter, vt, 50, 1.0)
     limiter.on_throttle(hint)
@@ -96,7 +59,7 @@ async def test_hint_pauses_every_sender(hint: float) -> None:
 
 
 async def test_later_hint_extends_an_earlier_pause_never_shortens() -> None:
-    vt = VirtualTime()
+    vt = FakeClock(0.0, instant=False)
     limiter = limiter_on(vt)
     limiter.on_throttle(5.0)
     limiter.on_throttle(1.0)
@@ -107,14 +70,14 @@ async def test_later_hint_extends_an_earlier_pause_never_shortens() -> None:
 
 
 async def test_a_come_back_later_hint_does_not_hold_everyone() -> None:
-    vt = VirtualTime()
+    vt = FakeClock(0.0, instant=False)
     limiter = limiter_on(vt, max_pause=60.0)
-    limiter.on_throttle(3600.0)
-    assert limiter.paused_for == pytest.approx(60.0)
+    limiter.on_throttle(3600.0)  # "come back later": that call fails fast, nobody is held
+    assert limiter.paused_for == 0.0
 
 
 async def test_an_unavailable_pause_holds_everyone_without_setting_a_rate() -> None:
-    vt = VirtualTime(100.0)
+    vt = FakeClock(100.0, instant=False)
     limiter = limiter_on(vt, max_pause=60.0)
     succeed(limiter, vt, 50, 1.0)
     limiter.pause(5.0)
@@ -129,14 +92,15 @@ async def test_an_unavailable_pause_holds_everyone_without_setting_a_rate() -> N
 
     await vt.run(*(sender() for _ in range(3)))
     assert sent == [105.0, 105.0, 105.0]  # all at once when it ends: the gate was open
-    limiter.pause(3600.0)
+    limiter.pause(60.0)
+    limiter.pause(3600.0)  # over max_pause: pauses nobody (and leaves the current pause)
     assert limiter.paused_for == pytest.approx(60.0)
     limiter.pause(0.0)
     assert limiter.paused_for == pytest.approx(60.0)
 
 
 async def test_throttle_during_a_paced_wait_requeues_after_the_pause() -> None:
-    vt = VirtualTime()
+    vt = FakeClock(0.0, instant=False)
     limiter = limiter_on(vt)
     succeed(limiter, vt, 10, 1.0)
     limiter.on_throttle(None)  # paced at 7/s, no pause
@@ -158,7 +122,7 @@ async def test_throttle_during_a_paced_wait_requeues_after_the_pause() -> None:
 
 
 async def test_a_cancelled_waiter_does_not_block_the_queue() -> None:
-    vt = VirtualTime()
+    vt = FakeClock(0.0, instant=False)
     limiter = limiter_on(vt)
     limiter.on_throttle(1.0)
     head = asyncio.ensure_future(limiter.acquire())
@@ -172,7 +136,7 @@ async def test_a_cancelled_waiter_does_not_block_the_queue() -> None:
 
 @pytest.mark.parametrize(("hint", "beta"), [(0.01, 0.9), (None, 0.7)])
 async def test_cut_is_a_fraction_of_what_succeeded(hint: float | None, beta: float) -> None:
-    vt = VirtualTime(10.0)
+    vt = FakeClock(10.0, instant=False)
     limiter = limiter_on(vt)
     succeed(limiter, vt, 100, 1.0)
     for _ in range(8):  # the 429s of one burst all cut to the same rate: no compounding
@@ -182,7 +146,7 @@ async def test_cut_is_a_fraction_of_what_succeeded(hint: float | None, beta: flo
 
 
 async def test_sends_are_evenly_spaced_after_a_pause() -> None:
-    vt = VirtualTime()
+    vt = FakeClock(0.0, instant=False)
     limiter = limiter_on(vt)
     succeed(limiter, vt, 100, 1.0)
     limiter.on_throttle(0.5)
@@ -200,17 +164,17 @@ async def test_sends_are_evenly_spaced_after_a_pause() -> None:
     assert all(g == pytest.approx(1 / 90, rel=0.05) for g in gaps)
 
 
-def warm(limiter: RateLimiter, vt: VirtualTime, rate: float = 100.0) -> None:
+def warm(limiter: RateLimiter, vt: FakeClock, rate: float = 100.0) -> None:
     """Bring the limiter past its cold start: paced at `rate`, on the cubic curve."""
     succeed(limiter, vt, round(rate), 1.0)
     limiter.on_throttle(None)  # cold guess: 0.7 x what succeeded
     vt.now += 2.0  # a quiet spell: the next throttle starts a new episode
     limiter.on_throttle(None)  # cuts the rate we were sending at: 0.7 x 0.7 x rate
-    vt.now = max(vt.now, limiter._epoch)
+    vt.now += limiter.paused_for  # the curve starts once any pause ends (none without a hint)
 
 
 async def test_cubic_recovery_plateaus_at_the_old_rate_then_probes() -> None:
-    vt = VirtualTime()
+    vt = FakeClock(0.0, instant=False)
     limiter = limiter_on(vt)
     warm(limiter, vt)
     start = vt.now
@@ -229,7 +193,7 @@ async def test_cubic_recovery_plateaus_at_the_old_rate_then_probes() -> None:
 
 
 async def test_recovery_clock_starts_when_the_pause_ends() -> None:
-    vt = VirtualTime()
+    vt = FakeClock(0.0, instant=False)
     limiter = limiter_on(vt)
     warm(limiter, vt)
     vt.now += 5.0
@@ -242,7 +206,7 @@ async def test_recovery_clock_starts_when_the_pause_ends() -> None:
 
 
 async def test_cold_guess_grows_with_use_not_with_time() -> None:
-    vt = VirtualTime()
+    vt = FakeClock(0.0, instant=False)
     limiter = limiter_on(vt)
     succeed(limiter, vt, 10, 1.0)
     limiter.on_throttle(0.01)
@@ -254,7 +218,7 @@ async def test_cold_guess_grows_with_use_not_with_time() -> None:
 
 
 async def test_over_guess_is_corrected_by_what_succeeds_during_the_episode() -> None:
-    vt = VirtualTime()
+    vt = FakeClock(0.0, instant=False)
     limiter = limiter_on(vt)
     succeed(limiter, vt, 300, 0.1)  # a server burst of 300 before the first 429
     limiter.on_throttle(0.01)
@@ -273,7 +237,7 @@ async def test_over_guess_is_corrected_by_what_succeeds_during_the_episode() -> 
 
 
 async def test_no_evidence_no_rate_only_the_pause() -> None:
-    vt = VirtualTime()
+    vt = FakeClock(0.0, instant=False)
     limiter = limiter_on(vt)
     succeed(limiter, vt, 4, 1.0)  # too little to guess from
     limiter.on_throttle(0.02)
@@ -286,7 +250,7 @@ async def test_no_evidence_no_rate_only_the_pause() -> None:
 
 
 async def test_the_rate_never_drops_below_the_floor() -> None:
-    vt = VirtualTime()
+    vt = FakeClock(0.0, instant=False)
     limiter = limiter_on(vt, min_rate=2.0)
     warm(limiter, vt, rate=5)
     vt.now += 5.0
@@ -300,7 +264,7 @@ async def test_the_rate_never_drops_below_the_floor() -> None:
 
 
 async def test_only_the_last_window_counts() -> None:
-    vt = VirtualTime()
+    vt = FakeClock(0.0, instant=False)
     limiter = limiter_on(vt)
     succeed(limiter, vt, 500, 1.0)  # an old burst
     vt.now = 5.0
@@ -310,7 +274,7 @@ async def test_only_the_last_window_counts() -> None:
 
 
 async def test_reopens_once_recovered_far_past_any_limit() -> None:
-    vt = VirtualTime()
+    vt = FakeClock(0.0, instant=False)
     limiter = limiter_on(vt)
     warm(limiter, vt)
     vt.now += (MAX_RATE / 70 / 0.004) ** (1 / 3) + 5
@@ -324,7 +288,7 @@ async def test_reopens_once_recovered_far_past_any_limit() -> None:
                                 dict(min_rate=-1), dict(cubic_scale=0), dict(retry_budget=-1),
                                 dict(max_pause=-1)])
 def test_bad_settings(kw: dict[str, Any]) -> None:
-    vt = VirtualTime()
+    vt = FakeClock(0.0, instant=False)
     with pytest.raises(ValueError):
         RateLimiter(vt, vt.sleep, **kw)
 
@@ -332,7 +296,7 @@ def test_bad_settings(kw: dict[str, Any]) -> None:
 # -- retry budget --------------------------------------------------------------------------
 
 def test_budget_runs_dry_in_an_outage_and_refills_on_success() -> None:
-    vt = VirtualTime()
+    vt = FakeClock(0.0, instant=False)
     limiter = limiter_on(vt)
     allowed = 0
     while limiter.allow_retry():
@@ -350,14 +314,14 @@ def test_budget_runs_dry_in_an_outage_and_refills_on_success() -> None:
     (APITimeoutError("slow", sent=True), 10),
 ])
 def test_budget_prices(error: BaseException | None, cost: int) -> None:
-    vt = VirtualTime()
+    vt = FakeClock(0.0, instant=False)
     limiter = limiter_on(vt, retry_budget=100)
     assert limiter.allow_retry(error)
     assert limiter.retry_tokens == 100 - cost
 
 
 def test_refund_never_exceeds_capacity_and_budget_can_be_off() -> None:
-    vt = VirtualTime()
+    vt = FakeClock(0.0, instant=False)
     limiter = limiter_on(vt, retry_budget=20)
     for _ in range(50):
         limiter.on_success()
@@ -373,7 +337,7 @@ def test_refund_never_exceeds_capacity_and_budget_can_be_off() -> None:
 class BucketServer:
     """A server that allows `rate` requests/s with bursts of `burst`, like the fake server."""
 
-    def __init__(self, vt: VirtualTime, rate: float, burst: float, latency: float) -> None:
+    def __init__(self, vt: FakeClock, rate: float, burst: float, latency: float) -> None:
         self.vt, self.rate, self.burst, self.latency = vt, rate, burst, latency
         self.tokens, self.at = burst, vt.now
         self.ok = self.throttled = 0
@@ -395,7 +359,7 @@ class BucketServer:
 
 @pytest.mark.parametrize(("rate", "burst"), [(100, 100), (100, 25), (100, 300), (40, 40)])
 async def test_settles_near_the_server_rate(rate: float, burst: float) -> None:
-    vt = VirtualTime()
+    vt = FakeClock(0.0, instant=False)
     limiter = limiter_on(vt)
     server = BucketServer(vt, rate, burst, latency=0.004)
     todo = iter(range(1000))

@@ -64,7 +64,8 @@ async def test_a_readme_example_runs(line: int, code: str, tmp_path: Path) -> No
             path = tmp_path / "test_example.py"
             path.write_text(code, encoding="utf-8")
             args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                    "-o", "asyncio_mode=auto", str(path)]
+                    "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function",
+                    str(path)]
         else:
             path = tmp_path / "example.py"
             path.write_text(code, encoding="utf-8")

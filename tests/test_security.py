@@ -54,9 +54,9 @@ from devin_async import (
     Session,
     UnprocessableEntityError,
 )
+from devin_async._aiohttp import AiohttpTransport
 from devin_async._cli import main as cli_main
 from devin_async._protocol import (
-    Request,
     check_id,
     decode_error,
     decode_json,
@@ -64,10 +64,11 @@ from devin_async._protocol import (
     parse_session,
     parse_session_page,
 )
+from devin_async._transport import HTTPRequest, HTTPResponse
 from devin_async.testing import FakeDevinServer
 
-from .helpers import FakeClock, session_json
-from .test_cancellation import ServerThread
+from .helpers import JSON as JSON_HEADERS
+from .helpers import FakeClock, ThreadedServer, parse_call, session_json
 
 KEY = "cog_SECRETdistinctKEY_ZX81"
 OTHER_KEY = "cog_SECRETotherKEY_QQ42"
@@ -156,7 +157,7 @@ async def test_a_full_run_leaks_the_key_nowhere(caplog: pytest.LogCaptureFixture
                 [e async for e in watcher]
             server.inject("create", drop="after")
             results = [r async for r in client.sessions.create_many(
-                [{"prompt": "one"}, {"prompt": "two", "devin_mode": "turbo"}])]
+                [{"prompt": "one"}, {"prompt": "two", "extra_body": {"platform": 5}}])]
             errors += [r.error for r in results if r.error is not None]
             assert any(isinstance(e, UnprocessableEntityError) for e in errors)
             server.inject("get", times=None, drop="before")
@@ -218,8 +219,8 @@ async def test_a_garbled_http_answer_leaves_the_key_out_of_the_error_chain() -> 
 # -- the command line ------------------------------------------------------------------------
 
 @pytest.fixture
-def cli_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerThread]:
-    with ServerThread(api_key=KEY, time_scale=50.0, seed=2) as thread:
+def cli_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadedServer]:
+    with ThreadedServer(api_key=KEY, time_scale=50.0, seed=2) as thread:
         monkeypatch.setenv("DEVIN_API_KEY", KEY)
         monkeypatch.setenv("DEVIN_ORG_ID", thread.server.org_id)
         monkeypatch.setenv("DEVIN_BASE_URL", thread.server.url)
@@ -250,7 +251,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 
 def test_cli_output_and_errors_never_show_the_key(
-    cli_server: ServerThread, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    cli_server: ThreadedServer, capsys: pytest.CaptureFixture[str], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, sdk_logging: None,
 ) -> None:
     from devin_async._cli import _commands
@@ -304,7 +305,7 @@ def test_cli_output_and_errors_never_show_the_key(
 
 
 def test_cli_unexpected_error_traceback_never_shows_the_key(
-    cli_server: ServerThread, capsys: pytest.CaptureFixture[str],
+    cli_server: ThreadedServer, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch, sdk_logging: None,
 ) -> None:
     from devin_async._cli import _commands
@@ -448,13 +449,17 @@ ACCEPTED_ID = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}", fullmatch=True
 
 
 class Recorder:
-    """A stub `_send`: records each Request and answers with something valid for it."""
+    """A `Transport` that records each request and answers with something valid for it."""
 
     def __init__(self) -> None:
-        self.sent: list[Request] = []
+        self.sent: list[HTTPRequest] = []
 
-    async def send(self, req: Request, timeout: object) -> tuple[int, dict[str, str], bytes]:
-        self.sent.append(req)
+    async def aclose(self) -> None:
+        pass
+
+    async def send(self, request: HTTPRequest, *, timeout: float) -> HTTPResponse:
+        self.sent.append(request)
+        req = parse_call(request, org=URL(request.url, encoded=True).parts[3])
         sid = req.path.split("/")[2] if req.path.count("/") >= 2 else "devin-1"
         if req.path.endswith("/tags"):
             body: Any = {"tags": ["t"]}
@@ -464,12 +469,12 @@ class Recorder:
             body = {"items": [], "has_next_page": False}
         else:
             body = session_json(sid, status="exit")
-        return 200, {}, json.dumps(body).encode()
+        return HTTPResponse(200, JSON_HEADERS, json.dumps(body).encode())
 
 
-def wire_url(client: DevinClient, req: Request) -> URL:
-    """The URL `_send` builds for `req` (the same expression), query included."""
-    return URL(client._prefix + req.path, encoded=True).extend_query(req.params or {})
+def wire_url(request: HTTPRequest) -> URL:
+    """The URL the transport was asked to send to, query included."""
+    return URL(request.url, encoded=True)
 
 
 @PROPERTY
@@ -487,15 +492,15 @@ def test_every_accepted_id_lands_on_its_endpoint(candidate: str, org: str, use: 
     recorder = Recorder()
 
     async def run() -> None:
-        async with DevinClient(KEY, org_id=org, base_url="https://api.devin.ai") as client:
-            client._send = recorder.send  # type: ignore[method-assign]
+        async with DevinClient(KEY, org_id=org, base_url="https://api.devin.ai",
+                               transport=recorder) as client:
             if not accepted:
                 with pytest.raises(ValueError):
                     await call(client, candidate)
                 return
             await call(client, candidate)
             for req in recorder.sent:
-                url = wire_url(client, req)
+                url = wire_url(req)
                 assert url.scheme == "https" and url.host == "api.devin.ai"
                 assert url.raw_path == url.path  # nothing needed escaping
                 assert url.parts == ("/", "v3beta1", "organizations", org, "sessions",
@@ -517,11 +522,11 @@ def test_list_filters_stay_query_values(values: list[str], tags: list[str]) -> N
     recorder = Recorder()
 
     async def run() -> None:
-        async with DevinClient(KEY, org_id="org-1", base_url="https://api.devin.ai") as client:
-            client._send = recorder.send  # type: ignore[method-assign]
+        async with DevinClient(KEY, org_id="org-1", base_url="https://api.devin.ai",
+                               transport=recorder) as client:
             await client.sessions.list(session_ids=values, tags=tags or None).to_list()
             (req,) = recorder.sent
-            url = wire_url(client, req)
+            url = wire_url(req)
             assert url.parts == ("/", "v3beta1", "organizations", "org-1", "sessions")
             assert url.fragment == ""
             sent = URL(str(url))  # re-parsed as a server would
@@ -700,21 +705,25 @@ def test_deep_nesting_is_malformed_never_a_recursion_error(depth: int) -> None:
 
 
 class HostileApi:
-    """A stub `_send` that answers with the drawn responses, then with valid ones."""
+    """A `Transport` that answers with the drawn responses, then with valid ones."""
 
     def __init__(self, responses: list[tuple[int, dict[str, str], bytes]]) -> None:
         self.responses = list(responses)
         self.calls = 0
 
-    async def send(self, req: Request, timeout: object) -> tuple[int, dict[str, str], bytes]:
+    async def aclose(self) -> None:
+        pass
+
+    async def send(self, request: HTTPRequest, *, timeout: float) -> HTTPResponse:
         self.calls += 1
         await asyncio.sleep(0)
         if self.responses:
-            return self.responses.pop(0)
+            return HTTPResponse(*self.responses.pop(0))
+        req = parse_call(request, org="org-1")
         if req.path == "/sessions" and req.method == "GET":
-            return 200, {}, json.dumps({"items": [valid_session()], "has_next_page": False}
-                                       ).encode()
-        return 200, {}, json.dumps(valid_session()).encode()
+            return HTTPResponse(200, JSON_HEADERS, json.dumps(
+                {"items": [valid_session()], "has_next_page": False}).encode())
+        return HTTPResponse(200, JSON_HEADERS, json.dumps(valid_session()).encode())
 
 
 HOSTILE_OPS: dict[str, Callable[[DevinClient], Awaitable[Any]]] = {
@@ -742,8 +751,7 @@ def test_hostile_responses_only_surface_as_devin_errors(
 
     async def run() -> Any:
         async with DevinClient(KEY, org_id="org-1", clock=clock, sleep=clock.sleep,
-                               retry=RetryPolicy(max_attempts=3)) as client:
-            client._send = api.send  # type: ignore[method-assign]
+                               retry=RetryPolicy(max_attempts=3), transport=api) as client:
             async with asyncio.timeout(10):  # a hang is a failure too
                 return await HOSTILE_OPS[op](client)
 
@@ -806,15 +814,24 @@ async def test_bodies_over_the_cap_are_refused_and_say_so(
 @pytest.mark.parametrize("url", [
     "http://api.devin.ai", "HTTP://API.DEVIN.AI", "http://10.0.0.1:8080", "http://[2001:db8::1]",
     "http://localhost.evil.example", "http://127.0.0.1.nip.io", "http://0x7f000001",
-    "http://[::ffff:127.0.0.1]",
+    "http://[::ffff:127.0.0.1]", "http://api.example.com", "http://devin.internal/",
+    "http://localhost.evil.com", "HTTP://api.example.com",
 ])
 def test_plain_http_to_a_remote_host_is_refused(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValueError, match="allow_insecure_http"):
+    with pytest.raises(ValueError, match="allow_insecure_http") as info:
         DevinClient(KEY, org_id="org-test", base_url=url)
+    assert KEY not in str(info.value)
     monkeypatch.setenv("DEVIN_BASE_URL", url)
     with pytest.raises(ValueError, match="allow_insecure_http"):
         DevinClient(KEY, org_id="org-test")
-    assert DevinClient(KEY, org_id="org-test", base_url=url, allow_insecure_http=True)
+    opted = DevinClient(KEY, org_id="org-test", base_url=url, allow_insecure_http=True)
+    assert opted.base_url.lower() == url.lower().rstrip("/")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9",
+                                 "http://localhost:8000", "https://api.example.com"])
+def test_loopback_http_and_https_are_accepted(url: str) -> None:
+    assert DevinClient(KEY, org_id="org-test", base_url=url).base_url == url
 
 
 @pytest.mark.parametrize("url", [
@@ -914,7 +931,9 @@ async def test_requests_never_pass_an_ssl_override(monkeypatch: pytest.MonkeyPat
     async with DevinClient(KEY, org_id="org-test") as client:
         with pytest.raises(Boom):
             await client.sessions.get("devin-1")
-        http = client._session
+        transport = client.transport
+        assert isinstance(transport, AiohttpTransport)
+        http = transport.session
         assert http is not None and http.connector is not None
         assert getattr(http.connector, "_ssl", True) is True  # aiohttp's verifying default
     assert seen and all("ssl" not in kw and "verify_ssl" not in kw for kw in seen)

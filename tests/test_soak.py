@@ -56,6 +56,7 @@ from devin_async import (
     SessionEvent,
     Timeouts,
 )
+from devin_async._aiohttp import AiohttpTransport
 from devin_async._protocol import Request
 
 pytestmark = pytest.mark.soak
@@ -419,7 +420,8 @@ async def test_soak(child: tuple[Child, dict[str, Any], Plan], sdk_log: LogTally
     gc.collect()
     assert not [o for o in gc.get_objects()
                 if isinstance(o, aiohttp.ClientSession) and not o.closed]
-    assert client._session is None
+    transport = client.transport
+    assert isinstance(transport, AiohttpTransport) and transport.session is None
 
     # -- exactly the 500 sessions asked for, each once
     assert create_errors == []

@@ -22,6 +22,7 @@ from devin_async import (
     RetryPolicy,
     Timeouts,
 )
+from devin_async._aiohttp import client_timeout
 
 from .helpers import KEY, FakeClock, session_json
 
@@ -111,9 +112,9 @@ async def test_reset_on_unguarded_create_is_not_retried(server: Server) -> None:
         return web.Response()
 
     server.handler = drop
-    async with client_for(server) as c:
+    async with client_for(server, client_tokens=False) as c:
         with pytest.raises(APIConnectionError) as info:
-            await c.sessions.create("x", client_token=False)
+            await c.sessions.create("x")
     assert info.value.sent
     assert len(server.peers) == 1
     assert KEY not in str(info.value)
@@ -192,9 +193,9 @@ async def test_an_attempt_that_never_got_a_connection_is_known_unsent(server: Se
 
     server.handler = slow
     async with client_for(server, timeouts=Timeouts(total=0.2), retry=RetryPolicy.disabled(),
-                          connection_limit=1) as c:
+                          connection_limit=1, client_tokens=False) as c:
         first, second = await asyncio.gather(
-            c.sessions.get("devin-1"), c.sessions.create("p", client_token=False),
+            c.sessions.get("devin-1"), c.sessions.create("p"),
             return_exceptions=True)
     assert isinstance(first, APITimeoutError) and first.sent
     assert isinstance(second, APITimeoutError) and not second.sent
@@ -202,15 +203,14 @@ async def test_an_attempt_that_never_got_a_connection_is_known_unsent(server: Se
 
 
 def test_aiohttp_timeouts_follow_the_policy() -> None:
-    from devin_async._client import _client_timeout
-
-    default = _client_timeout(Timeouts(), Timeouts().total)
+    t = Timeouts()
+    default = client_timeout(t.total, t.connect, t.read)
     assert (default.total, default.sock_connect, default.sock_read, default.connect) == (
         60, 10, None, 59)  # read == total: no per-chunk timer; the pool wait ends first
-    shorter = _client_timeout(Timeouts(read=5, total=30), 30)
+    shorter = client_timeout(30, t.connect, 5)
     assert (shorter.total, shorter.sock_read) == (30, 5)
     # A retry near the call's deadline gets what is left; a read past it is not armed.
-    near = _client_timeout(Timeouts(read=5, total=30), 2)
+    near = client_timeout(2, t.connect, 5)
     assert near.sock_read is None and near.connect == 1.8 and near.sock_connect == 1.8
 
 

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import math
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,7 +19,6 @@ from devin_async import (
     APIConnectionError,
     AuthenticationError,
     DevinClient,
-    PollPolicy,
     RetryPolicy,
     Session,
     SessionEvent,
@@ -29,37 +27,10 @@ from devin_async._polling import Poller
 from devin_async._watcher import CHUNK, FULL_REFRESH, Watcher
 from devin_async.testing import FakeDevinServer
 
-from .helpers import FakeClock
-from .stub_org import STILL, StubOrg, client, make_client, org  # noqa: F401  (fixtures)
+from .helpers import STILL, FakeClock, StubOrg, stub_client
 
 WORKING = ("running", "working")
 FINISHED = ("running", "finished")
-
-
-class AlarmClock(FakeClock):
-    """A FakeClock that can wake a task once fake time reaches a moment."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.alarms: list[tuple[float, asyncio.Event]] = []
-
-    def alarm(self, at: float) -> asyncio.Event:
-        event = asyncio.Event()
-        self.alarms.append((at, event))
-        return event
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
-        self.sleeps.append(seconds)
-        for at, event in self.alarms:
-            if self.now >= at:
-                event.set()
-        await asyncio.sleep(0)
-
-
-@pytest.fixture
-def clock() -> AlarmClock:
-    return AlarmClock()
 
 
 def state(event: SessionEvent) -> tuple[str, str | None]:
@@ -263,8 +234,7 @@ async def test_a_slow_consumer_slows_polling(
     for _ in range(299):
         await anext(watcher)
     assert len(org.requests) == 2
-    assert len(watcher._buffer) == 0
-    rest = [e async for e in watcher]
+    rest = [e async for e in watcher]  # nothing was left buffered: all come from a new cycle
     assert len(rest) == 300 and all(state(e) == FINISHED for e in rest)
     assert len(org.requests) == 4  # one more cycle saw everything finished
 
@@ -313,7 +283,7 @@ async def test_survives_an_outage_and_catches_up(
 
 async def test_retry_after_delays_the_next_cycle(clock: FakeClock, org: StubOrg) -> None:
     org.add("devin-a", (0, "running", "working"), (100, "running", "finished"))
-    async with make_client(clock, org, poll=STILL, retry=RetryPolicy.disabled()) as client:
+    async with stub_client(clock, org, poll=STILL, retry=RetryPolicy.disabled()) as client:
         watcher = client.watch(["devin-a"])
         await anext(watcher)
         org.fail(2, 429, retry_after=45)
@@ -326,7 +296,7 @@ async def test_retry_after_on_a_successful_answer_delays_the_next_cycle(
     clock: FakeClock, org: StubOrg
 ) -> None:
     org.add("devin-a", (0, "running", "working"), (100, "running", "finished"))
-    async with make_client(clock, org, poll=STILL) as client:
+    async with stub_client(clock, org, poll=STILL) as client:
         watcher = client.watch(["devin-a"])
         await anext(watcher)
         org.ok_headers = {"Retry-After": "30"}  # every answer now asks for 30 s of quiet
@@ -407,26 +377,6 @@ async def test_cancel_mid_cycle_leaves_nothing_behind(client: DevinClient, org: 
 # -- the fake server over a real socket --------------------------------------------------------
 
 
-@pytest.fixture
-async def fake(clock: FakeClock) -> AsyncIterator[FakeDevinServer]:
-    async with FakeDevinServer(clock=clock, seed=7) as server:
-        yield server
-
-
-@pytest.fixture
-async def real(clock: FakeClock, fake: FakeDevinServer) -> AsyncIterator[DevinClient]:
-    policy = PollPolicy(initial=1.0, max=4.0, multiplier=2.0, jitter=0.1)
-    async with DevinClient(
-        fake.api_key,
-        org_id=fake.org_id,
-        base_url=fake.url,
-        poll=policy,
-        clock=clock,
-        sleep=clock.sleep,
-    ) as c:
-        yield c
-
-
 SCRIPT = [
     ("new", None, 0),
     ("claimed", None, 3),
@@ -442,42 +392,42 @@ def finished(session: Session) -> bool:
     return session.state == FINISHED
 
 
-async def test_fake_server_watch(real: DevinClient, fake: FakeDevinServer) -> None:
-    ids = fake.add_sessions(201, status="new")
+async def test_fake_server_watch(served: DevinClient, server: FakeDevinServer) -> None:
+    ids = server.add_sessions(201, status="new")
     for sid in ids:
-        fake.script(SCRIPT, session_id=sid)
-    watcher = real.watch(ids, until=finished)
+        server.script(SCRIPT, session_id=sid)
+    watcher = served.watch(ids, until=finished)
     events = await drain(watcher)
     assert_consistent(events)
     assert all(states == SCRIPTED for states in by_session(events).values())
     assert all(watcher.sessions[sid].state == FINISHED for sid in ids)
-    lists = [r for r in fake.requests if r.method == "GET" and r.path.endswith("/sessions")]
+    lists = [r for r in server.requests if r.method == "GET" and r.path.endswith("/sessions")]
     assert len(lists) == 2 * watcher.stats.cycles
 
 
 async def test_fake_server_restart_during_a_watch(
-    real: DevinClient,
-    fake: FakeDevinServer,
-    clock: AlarmClock,
+    served: DevinClient,
+    server: FakeDevinServer,
+    clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    ids = fake.add_sessions(250, status="new")
+    ids = server.add_sessions(250, status="new")
     for sid in ids:
-        fake.script(SCRIPT, session_id=sid)
+        server.script(SCRIPT, session_id=sid)
     seen: list[SessionEvent] = []
 
     async def outage() -> None:
-        await fake.stop_listening()
+        await server.stop_listening()
         await clock.alarm(clock.now + 40).wait()  # down 40 s of shared time, across two changes
-        await fake.start()
+        await server.start()
 
     restarts: list[asyncio.Task[None]] = []
     with caplog.at_level(logging.WARNING, logger="devin_async"):
-        async with real.watch(ids, until=finished) as watcher:
+        async with served.watch(ids, until=finished) as watcher:
             async for event in watcher:
                 seen.append(event)
                 if len(seen) == 300 and not restarts:
-                    await fake.restart()  # a quick restart: open connections are dropped
+                    await server.restart()  # a quick restart: open connections are dropped
                 if len(seen) == 600 and not restarts:
                     restarts.append(asyncio.create_task(outage()))
     await asyncio.gather(*restarts)
@@ -490,11 +440,11 @@ async def test_fake_server_restart_during_a_watch(
     assert [r for r in caplog.records if "polling goes on" in r.getMessage()]
 
 
-async def test_fake_server_wait(real: DevinClient, fake: FakeDevinServer) -> None:
-    fake.script(SCRIPT)
-    created = await real.sessions.create("Fix the flaky test")
-    poller = Poller(real, created.session_id)
+async def test_fake_server_wait(served: DevinClient, server: FakeDevinServer) -> None:
+    server.script(SCRIPT)
+    created = await served.sessions.create("Fix the flaky test")
+    poller = Poller(served.sessions, created.session_id)
     seen = [s async for s in poller]
     assert [s.state for s in seen] == SCRIPTED[:4]
-    gets = [r for r in fake.requests if r.method == "GET"]
+    gets = [r for r in server.requests if r.method == "GET"]
     assert len(gets) == poller.requests < 20
