@@ -29,6 +29,7 @@ examples:
   devin-async create "Fix the flaky test in tests/test_api.py" --tag ci --repo me/app
   devin-async wait devin-123 --until terminal --timeout 3600
   devin-async watch devin-123 devin-456
+  devin-async watch --tag nightly --forever --state nightly.state.json --json
   devin-async list --tag ci --created-after 2025-01-01 --limit 20 --json
   devin-async create-many requests.jsonl --validate
   devin-async create-many requests.jsonl --json | devin-async watch -
@@ -189,12 +190,25 @@ def build_parser() -> argparse.ArgumentParser:
     _wait_flags(p)
 
     p = command("watch", "watch sessions until each settles (exit 4 if any ends in error)",
-                "Rows keep the order the ids were given; an id that does not exist gets a "
-                "'not found' row (exit 3). With --json: one {gone, previous, session} object "
-                "per change, and {not_found: true, session_id} for an id that does not exist.")
-    p.add_argument("ids", nargs="+", metavar="ID",
+                "Rows keep the order the ids were given (sessions found by --tag or as "
+                "children follow as they appear); an id that does not exist gets a 'not "
+                "found' row (exit 3). With --json: one {gone, previous, session} object per "
+                "change, and {not_found: true, session_id} for an id that does not exist. "
+                "--state FILE keeps the watcher's checkpoint, replaced atomically after each "
+                "change: a rerun (even after kill -9) reports what changed meanwhile and "
+                "repeats nothing.")
+    p.add_argument("ids", nargs="*", metavar="ID",
                    help="session ids; '-' reads ids from stdin, one per line, or the --json "
                         "lines of create-many/create/list (their session_id)")
+    p.add_argument("--tag", action="append", metavar="T",
+                   help="also watch every session with all these tags, created later too "
+                        "(repeatable)")
+    p.add_argument("--follow-children", action="store_true",
+                   help="also watch the child sessions of watched sessions")
+    p.add_argument("--forever", action="store_true",
+                   help="never stop by itself (a daemon): Ctrl-C or --timeout ends it")
+    p.add_argument("--state", metavar="FILE",
+                   help="resume from FILE if it exists; keep the checkpoint there")
     _wait_flags(p)
 
     p = command("create-many", "create a session per JSON line (one result line each)",

@@ -20,6 +20,7 @@ from ._common import (
     poll_policy,
 )
 from ._display import Output, session_dict, state_counts, status_cell
+from ._statefile import StateFile
 from ._text import Cell, Column, TableData, Text, counts_text, elapsed_text, plural
 
 __all__ = ["cmd_wait", "cmd_watch", "ids_from_text"]
@@ -127,6 +128,8 @@ class _WatchState:
 
     def saw(self, event: SessionEvent) -> None:
         session = event.session
+        if session.session_id not in self.latest and session.session_id not in self.ids:
+            self.ids.append(session.session_id)  # found by a tag, or a child
         self.latest[session.session_id] = session
         note = " (gone)" if event.gone else ""
         if event.gone:
@@ -167,11 +170,18 @@ class _WatchState:
 async def cmd_watch(args: argparse.Namespace, out: Output) -> int:
     """Watch sessions until each settles (or ends); exit 4 if any ended in error."""
     ids = await _watch_ids(args)
+    saved = StateFile(args.state) if args.state is not None else None
+    resume = saved.read() if saved is not None else None
+    if not ids and not args.tag and resume is None:
+        raise UsageError("watch needs session ids, '-' (ids on stdin), --tag, or a --state "
+                         "file to resume (see: devin-async watch --help)")
     state = _WatchState(ids, out)
     until = UNTIL[args.until]
     timed_out = False
     async with _commands.make_client(args) as client:
-        watcher = client.watch(ids, until=until, policy=poll_policy(args))
+        watcher = client.watch(ids, until=until, policy=poll_policy(args), tags=args.tag,
+                               follow_children=args.follow_children, forever=args.forever,
+                               resume=resume)
         async with watcher, out.view(state.table) as view:
             try:
                 async with asyncio.timeout(args.timeout):
@@ -179,10 +189,14 @@ async def cmd_watch(args: argparse.Namespace, out: Output) -> int:
                         state.saw(event)
                         state.missing(watcher.not_found)
                         view.update()
+                        if saved is not None:  # after the event is out: at least once
+                            saved.write(watcher.checkpoint())
             except TimeoutError:
                 timed_out = True
             state.missing(watcher.not_found)
             view.update()
+            if saved is not None:
+                saved.write(watcher.checkpoint())
     if not out.json_mode and not out.live:
         out.table(state.table())
     if timed_out:
