@@ -23,7 +23,7 @@ from ._enums import SessionStatus, StatusDetail
 from ._models import Session, SessionEvent
 from ._protocol import check_id
 
-__all__ = ["VERSION", "Restored", "State", "dump", "load", "org_of", "reconstruct", "state_of"]
+__all__ = ["VERSION", "Restored", "State", "dump", "load", "reconstruct", "state_of"]
 
 #: The checkpoint format this SDK writes and reads.
 VERSION = 1
@@ -47,11 +47,6 @@ def state_of(session: Session) -> State:
     """Return the (status, status_detail, updated_at) a checkpoint keeps of a session."""
     detail = session.status_detail
     return (session.status.value, None if detail is None else detail.value, session.updated_at)
-
-
-def org_of(org_path: str) -> str:
-    """Return the organization id of an engine's `org_path` (`/organizations/<org>`)."""
-    return org_path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def reconstruct(current: Session, state: State) -> Session:

@@ -130,10 +130,13 @@ class Engine:
         self.sleep = sleep
         self.hooks = hooks
         self.redactor = redactor
-        self.org_path = org_path
+        #: The organization's path below the origin, e.g. `/v3beta1/organizations/org-1`: what
+        #: errors, events and logs show.
+        self.org_path = f"/{version}{org_path}"
+        self.org_id = org_path.rstrip("/").rsplit("/", 1)[-1]
         self.limiter = RateLimiter(clock, sleep, max_pause=retry.max_retry_after)
         self.base_url = base_url
-        self._prefix = f"{base_url}/{version}{org_path}"
+        self._prefix = base_url + self.org_path
         self._headers = dict(headers)
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
         # What an absolute URL off the API origin gets: no Authorization.

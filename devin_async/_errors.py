@@ -172,7 +172,8 @@ class CreateUnconfirmedError(DevinError):
     """A create failed ambiguously and the lookup that should confirm it failed too.
 
     The session may exist. `.client_token` is the tag it carries (if it does), so the caller can
-    reconcile later with `client.sessions.list(tags=[tag])`; `.__cause__` is the lookup's error.
+    reconcile later with `client.sessions.list(tags=[tag])`; `.original` is the failure that
+    made the create ambiguous, or the look-up's own error.
     """
 
     def __init__(self, message: str, *, client_token: str, tag: str, original: BaseException):

@@ -11,6 +11,7 @@ match in type and value. Errors are raised as they come; the caller wraps them.
 from __future__ import annotations
 
 import enum
+import json
 from typing import Any, Generic, Literal, TypeVar, get_args, get_origin
 
 import attrs
@@ -181,8 +182,11 @@ def structure_output(raw: Any, output_type: type[Any] | None) -> Any:
     if is_pydantic_model(output_type):
         # Strict, and no unknown keys, as for attrs classes: checked on a subclass that forbids
         # extra fields, then the caller's own class is built.
-        _forbidding(output_type).model_validate(raw, strict=True)
-        return output_type.model_validate(raw, strict=True)
+        # JSON-mode strictness: what JSON carries (an enum's value, an int for a float) fits,
+        # a string for a number does not.
+        text = json.dumps(raw)
+        _forbidding(output_type).model_validate_json(text, strict=True)
+        return output_type.model_validate_json(text, strict=True)
     if is_record_class(output_type):
         return _CONVERTER.structure(raw, output_type)
     raise ValueError("output_type must be an attrs class, a dataclass, a pydantic model or "

@@ -78,10 +78,14 @@ class Request(NamedTuple):
 
 
 def encode_url(base: str, params: tuple[tuple[str, str], ...]) -> str:
-    """Return `base` with the query `params` percent-encoded (`,` too: `ids=a%2Cb`)."""
+    """Return `base` with the query `params` percent-encoded, commas kept (`ids=a,b`).
+
+    A comma is a sub-delimiter a query may carry as it is (RFC 3986); kept, 200 ids of 38
+    characters fit the 8 KB request line servers accept (as `%2C`, they do not).
+    """
     if not params:
         return base
-    return f"{base}?{urlencode(params, quote_via=quote, safe='')}"
+    return f"{base}?{urlencode(params, quote_via=quote, safe=',')}"
 
 
 def check_id(name: str, value: object) -> str:

@@ -43,6 +43,8 @@ def _char_pattern(char: str) -> str:
     return "(?:" + "|".join(forms) + ")"
 
 
+#: How deep `Redactor.value` walks decoded JSON.
+MAX_DEPTH = 100
 #: Session secret values shorter than this are not masked on their own (too likely to be a
 #: word of any message).
 MIN_SECRET = 4
@@ -103,14 +105,20 @@ class Redactor:
             return body.replace(self._bytes, self._mask_bytes)
         return body
 
-    def value(self, data: Any) -> Any:
-        """Return decoded JSON with the secret masked in every string (keys included)."""
+    def value(self, data: Any, depth: int = 0) -> Any:
+        """Return decoded JSON with the secret masked in every string (keys included).
+
+        Below MAX_DEPTH levels a value is replaced by a marker: a body nested that deep is not
+        walked (nor kept), so no RecursionError and no unmasked string can come out of it.
+        """
         if isinstance(data, str):
             return self.text(data)
+        if depth >= MAX_DEPTH and isinstance(data, list | dict):
+            return "<nested too deep>"
         if isinstance(data, list):
-            return [self.value(item) for item in data]
+            return [self.value(item, depth + 1) for item in data]
         if isinstance(data, dict):
-            return {self.text(k) if isinstance(k, str) else k: self.value(v)
+            return {self.text(k) if isinstance(k, str) else k: self.value(v, depth + 1)
                     for k, v in data.items()}
         return data
 

@@ -23,9 +23,9 @@ from typing import Any
 from ._config import PollPolicy
 from ._engine import Engine
 from ._errors import DevinError, NotFoundError
+from ._filters import session_filters
 from ._models import Session
 from ._polling import FailureLog, is_fatal, jittered
-from ._filters import session_filters
 from ._watch_scan import PROBE_MIN_IDS, DeltaChoice, Scanner
 from ._watch_set import WatchSet
 

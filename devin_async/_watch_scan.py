@@ -27,10 +27,10 @@ from urllib.parse import quote
 import attrs
 
 from ._errors import DevinError, NotFoundError
+from ._filters import session_page
 from ._models import Session
 from ._pagination import Paginator
 from ._protocol import encode_array
-from ._filters import session_page
 
 if TYPE_CHECKING:
     from ._engine import Reply
@@ -121,7 +121,7 @@ class Scanner:
         self.stats = stats
         #: Retry-After of this cycle's successful answers (the watcher clears it per cycle).
         self.hints: list[float] = []
-        #: The largest `updated_at` any answer carried (clamped by FUTURE_MARGIN); None: none yet.
+        #: The largest `updated_at` any answer carried (none past FUTURE_MARGIN); None: none yet.
         self.top: int | None = None
         #: `top` right after the first page that carried one since the watcher last reset it:
         #: below the read time of that page and of every read after it (a valid watermark).
@@ -172,7 +172,13 @@ class Scanner:
     def _stamps(self, items: Sequence[Session]) -> None:
         if not items:
             return
-        stamp = min(max(s.updated_at for s in items), int(time.time()) + FUTURE_MARGIN)
+        # A stamp far past the client's clock says nothing of the server's time (a session
+        # stamped in 2100): left out, so it cannot lift `updated_after` above everyone's changes.
+        limit = int(time.time()) + FUTURE_MARGIN
+        stamps = [s.updated_at for s in items if s.updated_at <= limit]
+        if not stamps:
+            return
+        stamp = max(stamps)
         if self.top is None or stamp > self.top:
             self.top = stamp
 

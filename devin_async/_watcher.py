@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import _checkpoint
 from ._config import PollPolicy
+from ._filters import session_filters
 from ._models import Session, SessionEvent
 from ._polling import FailureLog
 from ._protocol import check_id
-from ._filters import session_filters
 from ._watch_cycle import FULL_REFRESH, MARGIN, MAX_CONFIRM, Cycler
 from ._watch_scan import CHUNK, CONCURRENCY, FUTURE_MARGIN, Scanner, WatchStats
 from ._watch_set import WatchSet
@@ -110,7 +110,7 @@ class Watcher:
             raise ValueError("policy must be a PollPolicy")
         self._sessions = sessions
         self._engine = engine = sessions.engine
-        self._org = _checkpoint.org_of(engine.org_path)
+        self._org = engine.org_id
         self._until = until or _settled
         self._policy = policy or sessions.poll_policy
         self._forever = _flag("forever", forever)

@@ -559,7 +559,8 @@ JSON = st.recursive(
                                                                 max_size=4),
     max_leaves=20,
 )
-SESSION_FIELDS = [f.name for f in attrs.fields(Session) if f.name != "client_token"]
+SESSION_FIELDS = [f.name for f in attrs.fields(Session)
+                  if f.name not in ("client_token", "sdk_tags")]  # derived from `tags`
 
 
 def valid_session(sid: str = "devin-1", **fields: Any) -> dict[str, Any]:
@@ -614,6 +615,9 @@ def type_ok(value: Any, hint: Any) -> bool:
         return type(value) is list and all(type_ok(v, item) for v in value)
     if origin is dict:
         return type(value) is dict
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        return type(value) is tuple and all(type_ok(v, item) for v in value)
     if attrs.has(hint):
         hints = typing.get_type_hints(hint)
         return isinstance(value, hint) and all(

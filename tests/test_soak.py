@@ -347,7 +347,19 @@ async def test_soak(child: tuple[Child, dict[str, Any], Plan], sdk_log: LogTally
     def elapsed() -> float:
         return time.monotonic() - start
 
-    watcher = client.watch(list(scripts), until=Session.is_terminal)
+    # A daemon watcher (forever): sessions are added while it runs, after the first ones ended;
+    # it is closed once the creates are done and every watched session ended.
+    watcher = client.watch(list(scripts), until=Session.is_terminal, forever=True)
+
+    def all_ended() -> bool:
+        seen = watcher.sessions
+        return all(sid in seen and seen[sid].is_terminal for sid in watcher.watched)
+
+    async def close_when_done() -> None:
+        await creates_done.wait()
+        while not all_ended():
+            await asyncio.sleep(0.05)
+        await watcher.aclose()
 
     async def watch() -> None:
         nonlocal event_count
@@ -404,7 +416,7 @@ async def test_soak(child: tuple[Child, dict[str, Any], Plan], sdk_log: LogTally
     try:
         with sdk_log.alone():
             async with asyncio.timeout(plan.wall_limit):
-                await asyncio.gather(watch(), create())
+                await asyncio.gather(watch(), create(), close_when_done())
                 await restarter
             censuses.append(census())  # at the end, the client still open
     finally:

@@ -364,7 +364,8 @@ async def test_cancel_mid_cycle_leaves_nothing_behind(client: DevinClient, org: 
     task = asyncio.create_task(watcher.__anext__())
     for _ in range(10):
         await asyncio.sleep(0)
-    assert len(org.requests) == 4  # CONCURRENCY chunk reads in flight
+    # The first cycle's reads are in flight (over 600 ids it starts with one probe listing).
+    assert org.requests
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
