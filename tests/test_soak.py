@@ -357,9 +357,8 @@ async def test_soak(child: tuple[Child, dict[str, Any], Plan], sdk_log: LogTally
 
     async def close_when_done() -> None:
         await creates_done.wait()
-        while not all_ended():
-            await asyncio.sleep(0.05)
-        await watcher.aclose()
+        if all_ended():  # no event is left to come: the watch loop would wait forever
+            await watcher.aclose()
 
     async def watch() -> None:
         nonlocal event_count
@@ -369,6 +368,8 @@ async def test_soak(child: tuple[Child, dict[str, Any], Plan], sdk_log: LogTally
                 previous = None if event.previous is None else event.previous.state
                 events[event.session.session_id].append(
                     (event.session.state, previous, event.session.updated_at, event.gone))
+                if creates_done.is_set() and all_ended():
+                    break
 
     async def create() -> None:
         requests = ({"prompt": f"soak {i}", "tags": ["soak"]} for i in range(plan.creates))
