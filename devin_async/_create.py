@@ -188,29 +188,41 @@ class Creator:
         return [s for s in parse_session_page(reply.data).items if s.client_token == token]
 
     async def _settled_look_up(self, tag: str, token: str, deadline: float) -> Session | None:
-        """Look the token up until found, or until `settle` seconds said nothing."""
+        """Look the token up until found, or until `settle` seconds said nothing.
+
+        A look-up that fails (after its own retries) is not an answer: looking goes on while
+        the window and the deadline last. "Not created" needs the last look-up to have
+        answered; otherwise the create is unconfirmed.
+        """
         engine = self.engine
         start = engine.clock()
         pause = FIRST_LOOK_PAUSE
+        failure: DevinError | None = None
         while True:
             try:
                 found = await self.find(tag, deadline)
             except DevinError as lookup_error:
-                raise CreateUnconfirmedError(
-                    f"the create may have happened: its answer was lost and looking up its "
-                    f"client token {token} failed ({lookup_error}); reconcile with "
-                    f"sessions.list(tags=[{tag!r}])",
-                    client_token=token, tag=tag, original=lookup_error) from None
-            if found:
-                session = _oldest(found)
-                logger.info("create %s had happened: found %s", token, session.session_id)
-                return session
+                failure = lookup_error
+            else:
+                failure = None
+                if found:
+                    session = _oldest(found)
+                    logger.info("create %s had happened: found %s", token, session.session_id)
+                    return session
             now = engine.clock()
             left = engine.retry.settle - (now - start)
-            if left <= 0 or now + min(pause, left) >= deadline:
-                return None
-            await engine.sleep(min(pause, left))
+            wait = min(pause, left) if left > 0 else pause
+            if (left <= 0 and failure is None) or now + wait >= deadline:
+                break
+            await engine.sleep(wait)
             pause *= 2
+        if failure is not None:
+            raise CreateUnconfirmedError(
+                f"the create may have happened: its answer was lost and looking up its "
+                f"client token {token} failed ({failure}); reconcile with "
+                f"sessions.list(tags=[{tag!r}])",
+                client_token=token, tag=tag, original=failure) from None
+        return None
 
     async def _deduplicate(self, tag: str, token: str, session: Session, deadline: float, *,
                            wait: bool) -> Session:

@@ -351,9 +351,9 @@ async def test_soak(child: tuple[Child, dict[str, Any], Plan], sdk_log: LogTally
     # it is closed once the creates are done and every watched session ended.
     watcher = client.watch(list(scripts), until=Session.is_terminal, forever=True)
 
-    def all_ended() -> bool:
-        seen = watcher.sessions
-        return all(sid in seen and seen[sid].is_terminal for sid in watcher.watched)
+    def all_ended() -> bool:  # by what was reported, not seen: nothing is left unconsumed
+        return all(events.get(sid) and events[sid][-1][0][0] in ("exit", "error")
+                   for sid in watcher.watched)
 
     async def close_when_done() -> None:
         await creates_done.wait()
@@ -448,7 +448,8 @@ async def test_soak(child: tuple[Child, dict[str, Any], Plan], sdk_log: LogTally
 
     # -- every final state observed, every event consistent, none twice
     final = {sid: (status, detail) for sid, (status, detail) in summary["states"].items()}
-    assert set(watcher.sessions) == set(final)
+    assert set(watcher.sessions) == set(final), (
+        set(final) - set(watcher.sessions), watcher.not_found, len(watcher.watched))
     assert {sid: s.state for sid, s in watcher.sessions.items()} == final
     assert all(status in ("exit", "error") for status, _ in final.values())
     assert set(events) == set(final)
