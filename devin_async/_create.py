@@ -190,9 +190,9 @@ class Creator:
     async def _settled_look_up(self, tag: str, token: str, deadline: float) -> Session | None:
         """Look the token up until found, or until `settle` seconds said nothing.
 
-        A look-up that fails (after its own retries) is not an answer: looking goes on while
-        the window and the deadline last. "Not created" needs the last look-up to have
-        answered; otherwise the create is unconfirmed.
+        A look-up that fails (after its own retries) is not an answer: it is tried once more,
+        after a pause within the window; a second failure in a row means the create is
+        unconfirmed. "Not created" needs the last look-up to have answered.
         """
         engine = self.engine
         start = engine.clock()
@@ -202,6 +202,8 @@ class Creator:
             try:
                 found = await self.find(tag, deadline)
             except DevinError as lookup_error:
+                if failure is not None:
+                    break  # twice in a row: no answer is coming
                 failure = lookup_error
             else:
                 failure = None
@@ -211,7 +213,7 @@ class Creator:
                     return session
             now = engine.clock()
             left = engine.retry.settle - (now - start)
-            wait = min(pause, left) if left > 0 else pause
+            wait = min(pause, left) if left > 0 else FIRST_LOOK_PAUSE
             if (left <= 0 and failure is None) or now + wait >= deadline:
                 break
             await engine.sleep(wait)

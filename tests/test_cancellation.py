@@ -254,7 +254,7 @@ WIRE: dict[str, WireOperation] = {
     "create_many": wire_create_many,
 }
 WIRE_POLICY = PollPolicy(initial=0.005, max=0.02, multiplier=2.0, jitter=0.0)
-WIRE_RETRY = RetryPolicy(initial_backoff=0.002, max_backoff=0.01)
+WIRE_RETRY = RetryPolicy(initial_backoff=0.002, max_backoff=0.01, settle=0.05)  # no index lag here
 #: Cancellation points tried per operation over the socket (spread over its whole run).
 WIRE_POINTS = 25
 
