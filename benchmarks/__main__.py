@@ -14,6 +14,7 @@ Each group also runs alone, printing its own report:
     python -m benchmarks.bench_http       # HTTP throughput
     python -m benchmarks.bench_watch [--sizes 100,1000,10000] [--cycles 15]   # watch(), wait()
     python -m benchmarks.bench_fanout     # create_many under a rate limit and under faults
+    python -m benchmarks.bench_resume     # resume a 1,000-request batch with 600 done
     python -m benchmarks._server_proc --help   # the benchmark server alone (a JSON line, then
                                                # serves until stdin closes)
 
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-GROUPS = ("import", "decode", "http", "watch", "fanout")
+GROUPS = ("import", "decode", "http", "watch", "fanout", "resume")
 DEFAULT_GROUPS = GROUPS
 
 
@@ -133,6 +134,12 @@ def _fanout(args: argparse.Namespace) -> Measured:
     return bench_fanout.run(quick=args.quick)
 
 
+def _resume(args: argparse.Namespace) -> Measured:
+    from . import bench_resume
+
+    return bench_resume.run(quick=args.quick)
+
+
 #: Each group: what is printed while it runs, and how it is measured (imported only then).
 _GROUP_RUNNERS: dict[str, tuple[str, Callable[[argparse.Namespace], Measured]]] = {
     "import": ("import times", _import),
@@ -140,6 +147,7 @@ _GROUP_RUNNERS: dict[str, tuple[str, Callable[[argparse.Namespace], Measured]]] 
     "http": ("HTTP throughput", _http),
     "watch": ("watch and wait", _watch),
     "fanout": ("fan-out under a rate limit and under faults", _fanout),
+    "resume": ("resuming a crashed batch", _resume),
 }
 
 

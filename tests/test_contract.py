@@ -1,4 +1,4 @@
-"""Acceptance tests written from /work/shared/CONTRACT.md (and README.md for how things are called).
+"""Acceptance tests written from ../shared/CONTRACT.md (and README.md for how things are called).
 
 Everything here is used the way a user's code would use it: public names from `devin_async`, a
 `FakeDevinServer` over a real loopback socket, `aioresponses` where exact wire details matter, and
