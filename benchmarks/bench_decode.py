@@ -67,14 +67,13 @@ def _timings(quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     rounds = 7 if quick else 25
     raw: dict[str, Any] = {"one_bytes": len(one), "page_bytes": len(page)}
     figures = []
-    default = _json.codec()
     for codec in sorted(_json.CODECS, key=lambda c: c != "json"):  # stdlib's first
-        _json.use(codec)
+        loads = _json.get(codec).loads
         loads_one, sdk_one, ratio_one = paired_us(
-            lambda: json.loads(one), lambda: parse_session(decode_json(200, one)),
+            lambda: json.loads(one), lambda loads=loads: parse_session(decode_json(200, one, loads)),
             number=200, rounds=rounds)
         loads_page, sdk_page, ratio_page = paired_us(
-            lambda: json.loads(page), lambda: parse_session_page(decode_json(200, page)),
+            lambda: json.loads(page), lambda loads=loads: parse_session_page(decode_json(200, page, loads)),
             number=2, rounds=rounds)
         raw[codec] = {"loads_one_us": loads_one, "sdk_one_us": sdk_one, "ratio_one": ratio_one,
                       "loads_page_us": loads_page, "sdk_page_us": sdk_page,
@@ -88,7 +87,6 @@ def _timings(quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                  f"{sdk_page / 1e3:.2f} ms vs json.loads {loads_page / 1e3:.2f} ms "
                  f"({len(page)} bytes); {sdk_page / PAGE_SIZE:.1f} us per item in all"),
         ]
-    _json.use(default)
     compiled = _compiles_during(lambda: [parse_session_page(decode_json(200, page))
                                          for _ in range(5)]
                                 + [parse_session(decode_json(200, one)) for _ in range(1000)])

@@ -146,8 +146,21 @@ class Contenders:
 
         self.calls.update(raw_get=raw_get, sdk_get=sdk_get, raw_create=raw_create,
                           sdk_create=sdk_create, sdk_create_token=sdk_create_token)
-        if _json.codec() != "json":  # the same calls again, on the stdlib's codec
-            self.calls.update(sdk_get_std=sdk_get, sdk_create_std=sdk_create)
+        if _json.codec() != "json":  # the same calls again, on clients with the stdlib's codec
+            std = await self.stack.enter_async_context(DevinClient(
+                api_key=self.server.api_key, org_id=self.server.org_id,
+                base_url=self.server.url, json_codec="json"))
+            std_plain = await self.stack.enter_async_context(DevinClient(
+                api_key=self.server.api_key, org_id=self.server.org_id,
+                base_url=self.server.url, json_codec="json", client_tokens=False))
+
+            async def sdk_get_std(i: int) -> Any:
+                return await std.sessions.get(ids[i % n])
+
+            async def sdk_create_std(i: int) -> Any:
+                return await std_plain.sessions.create(**CREATE_FIELDS)
+
+            self.calls.update(sdk_get_std=sdk_get_std, sdk_create_std=sdk_create_std)
             self.codecs.update(sdk_get_std="json", sdk_create_std="json")
         if self.server.kind == "minimal":
             probe = await self.stack.enter_async_context(aiohttp.ClientSession())
@@ -181,17 +194,13 @@ async def scenario(contenders: Contenders, names: list[str], concurrency: int, *
     """Run `rounds` rounds of every contender in `names`; return their samples by name."""
     pid = contenders.server.pid
     samples: Samples = {name: [] for name in names}
-    default = _json.codec()
     for name in names:  # warm up: open the keep-alive connections, fill caches
-        _json.use(contenders.codecs.get(name, default))
         await measure(contenders.calls[name], concurrency, min(0.2, duration))
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
-            _json.use(contenders.codecs.get(name, default))
             samples[name].append(await measure(contenders.calls[name], concurrency, duration,
                                                pid, contenders.stats))
-    _json.use(default)
     return samples
 
 
@@ -342,7 +351,6 @@ async def _instr_loop(what: str, count: int, info: dict[str, Any]) -> None:
         contenders = Contenders(_Info(info), stack)
         await contenders.open(devinai=what.startswith("devinai"))
         call = contenders.calls[what]
-        _json.use(contenders.codecs.get(what, _json.codec()))
         for i in range(count):
             await call(i)
 
