@@ -70,10 +70,12 @@ def _timings(quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     for codec in sorted(_json.CODECS, key=lambda c: c != "json"):  # stdlib's first
         loads = _json.get(codec).loads
         loads_one, sdk_one, ratio_one = paired_us(
-            lambda: json.loads(one), lambda loads=loads: parse_session(decode_json(200, one, loads)),
+            lambda: json.loads(one),
+            lambda loads=loads: parse_session(decode_json(200, one, loads)),
             number=200, rounds=rounds)
         loads_page, sdk_page, ratio_page = paired_us(
-            lambda: json.loads(page), lambda loads=loads: parse_session_page(decode_json(200, page, loads)),
+            lambda: json.loads(page),
+            lambda loads=loads: parse_session_page(decode_json(200, page, loads)),
             number=2, rounds=rounds)
         raw[codec] = {"loads_one_us": loads_one, "sdk_one_us": sdk_one, "ratio_one": ratio_one,
                       "loads_page_us": loads_page, "sdk_page_us": sdk_page,
