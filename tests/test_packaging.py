@@ -53,7 +53,7 @@ def test_extras(project: dict[str, Any], extra: str, needs: set[str]) -> None:
 
 def test_runtime_floors(project: dict[str, Any]) -> None:
     assert _floors(project["dependencies"]) == {
-        "aiohttp": "3.9", "attrs": "23.1", "cattrs": "24.1"}
+        "aiohttp": "3.10.6", "attrs": "23.1", "cattrs": "24.1"}
 
 
 def test_the_lowest_constraints_pin_the_floors(project: dict[str, Any]) -> None:
