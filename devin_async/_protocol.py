@@ -236,7 +236,7 @@ def _detail_of(decoded: Any) -> tuple[str, list[dict[str, Any]]]:
                     break
     elif isinstance(decoded, str):
         detail = decoded[:_MAX_DETAIL]
-    return detail, errors
+    return detail[:_MAX_DETAIL], errors
 
 
 def decode_error(
