@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import attrs
 import cattrs
 
+from ._converter import strict_float, strict_int
 from ._create_request import SessionSecret
 from ._enums import OpenStrEnum, SessionStatus, StatusDetail
 from ._errors import MalformedResponseError
@@ -166,27 +167,13 @@ def _strict(kind: type[Any], check: Callable[[Any], bool]) -> Callable[[Any, Any
     return structure
 
 
-def _int(value: Any, _type: Any) -> int:
-    if type(value) is int:
-        return value
-    if type(value) is float and value.is_integer():
-        return int(value)
-    raise TypeError(f"expected an integer, got {type(value).__name__}")
-
-
-def _float(value: Any, _type: Any) -> float:
-    if type(value) in (int, float):
-        return float(value)
-    raise TypeError(f"expected a number, got {type(value).__name__}")
-
-
 def _make_converter() -> cattrs.Converter:
     """The module's converter: strict primitives, open enums, lists and objects checked."""
     conv = cattrs.Converter(detailed_validation=False, forbid_extra_keys=False)
     conv.register_structure_hook(str, _strict(str, lambda v: type(v) is str))
     conv.register_structure_hook(bool, _strict(bool, lambda v: type(v) is bool))
-    conv.register_structure_hook(int, _int)
-    conv.register_structure_hook(float, _float)
+    conv.register_structure_hook(int, strict_int)
+    conv.register_structure_hook(float, strict_float)
     for enum in (EventCategory, SessionStatus, StatusDetail):
         conv.register_structure_hook(enum, _open_enum)
     conv.register_structure_hook_func(

@@ -25,7 +25,9 @@ from ._models import (
     Session,
 )
 
-__all__ = ["CONVERTER", "make_converter"]
+__all__ = ["CONVERTER", "make_converter", "strict_float", "strict_int"]
+
+# The strict number hooks, shared by every converter of the SDK (also `_activity`'s).
 
 
 def _str(value: Any, _type: Any) -> str:
@@ -34,7 +36,7 @@ def _str(value: Any, _type: Any) -> str:
     raise TypeError(f"expected a string, got {type(value).__name__}")
 
 
-def _int(value: Any, _type: Any) -> int:
+def strict_int(value: Any, _type: Any) -> int:
     if type(value) is int:
         return value
     if type(value) is float and value.is_integer():
@@ -42,7 +44,7 @@ def _int(value: Any, _type: Any) -> int:
     raise TypeError(f"expected an integer, got {type(value).__name__}")
 
 
-def _float(value: Any, _type: Any) -> float:
+def strict_float(value: Any, _type: Any) -> float:
     if type(value) is float or type(value) is int:
         return float(value)
     raise TypeError(f"expected a number, got {type(value).__name__}")
@@ -172,10 +174,10 @@ def _session_hook(pull_request: Callable[[Any, Any], Any]) -> Callable[[Any, Any
             raise _wrong_str(data, _REQUIRED_STRS, False)
         created = data["created_at"]
         if type(created) is not int:
-            created = _int(created, int)
+            created = strict_int(created, int)
         updated = data["updated_at"]
         if type(updated) is not int:
-            updated = _int(updated, int)
+            updated = strict_int(updated, int)
         tags = get("tags", ())
         token = None
         if type(tags) is not list and tags != ():
@@ -192,7 +194,7 @@ def _session_hook(pull_request: Callable[[Any, Any], Any]) -> Callable[[Any, Any
             tags, token, sdk = split_reserved(tags)
         acus = get("acus_consumed", 0.0)
         if type(acus) is not float:
-            acus = _float(acus, float)
+            acus = strict_float(acus, float)
         prs = get("pull_requests")
         detail = get("status_detail")
         title = get("title")
@@ -253,8 +255,8 @@ def make_converter(*, inline_session: bool = True) -> cattrs.Converter:
     """
     conv = cattrs.Converter(detailed_validation=False, forbid_extra_keys=False)
     conv.register_structure_hook(str, _str)
-    conv.register_structure_hook(int, _int)
-    conv.register_structure_hook(float, _float)
+    conv.register_structure_hook(int, strict_int)
+    conv.register_structure_hook(float, strict_float)
     conv.register_structure_hook(bool, _bool)
     conv.register_structure_hook_func(lambda t: t == list[str], _str_list)
     conv.register_structure_hook_func(lambda t: t == dict[str, Any], _json_object)
