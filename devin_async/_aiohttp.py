@@ -201,7 +201,6 @@ class AiohttpTransport:
                         read: Callable[[aiohttp.ClientResponse], Awaitable[HTTPResponse]],
                         ) -> HTTPResponse:
         http = self._http()
-        where = _where(request)
         error: Exception
         answered = False
         try:
@@ -218,15 +217,16 @@ class AiohttpTransport:
         except aiohttp.ClientConnectorError as exc:
             reason = getattr(exc, "os_error", None) or exc  # not on every aiohttp version
             error = APIConnectionError(
-                f"could not connect ({where}): {type(exc).__name__}: {reason}", sent=False)
+                f"could not connect ({_where(request)}): {type(exc).__name__}: {reason}",
+                sent=False)
         except _ConnectionTimeout:
-            error = APITimeoutError(f"timed out connecting ({where})", sent=False)
+            error = APITimeoutError(f"timed out connecting ({_where(request)})", sent=False)
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             # aiohttp before 3.10 has no ConnectionTimeoutError: its message says which it was.
             unsent = not answered and str(exc).startswith("Connection timeout")
             error = APITimeoutError(
-                f"timed out connecting ({where})" if unsent else
-                f"timed out waiting for the answer to {where}", sent=not unsent)
+                f"timed out connecting ({_where(request)})" if unsent else
+                f"timed out waiting for the answer to {_where(request)}", sent=not unsent)
         except aiohttp.ClientError as exc:
             if not answered and isinstance(
                 exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError
@@ -235,7 +235,8 @@ class AiohttpTransport:
                 # goes out on fresh connections for a while.
                 self._fresh_until = asyncio.get_running_loop().time() + FRESH_PERIOD
             error = APIConnectionError(
-                f"the connection failed during {where}: {type(exc).__name__}: {exc}", sent=True)
+                f"the connection failed during {_where(request)}: {type(exc).__name__}: {exc}",
+                sent=True)
         except (RuntimeError, AssertionError, AttributeError) as exc:
             if self._closed:
                 # aiohttp before 3.12.6 fails a request in flight on a session closed under it

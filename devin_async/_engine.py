@@ -253,9 +253,10 @@ class Engine:
                               sink: Sink | None = None) -> Reply:
         assert self.tracer is not None
         tracer = self.tracer
-        span = tracer.client_span(req.method, self._http_request(req, root).url, attempt)
+        http = self._http_request(req, root)
+        span = tracer.client_span(req.method, http.url, attempt)
         try:
-            reply = await self._send_once(req, attempt, deadline, root, sink)
+            reply = await self._send_once(req, attempt, deadline, root, sink, http)
         except DevinError as exc:
             tracer.finish(span, getattr(exc, "status", None) or None, exc)
             raise
@@ -269,7 +270,7 @@ class Engine:
         return reply
 
     async def _send_once(self, req: Request, attempt: int, deadline: float, root: bool,
-                         sink: Sink | None = None) -> Reply:
+                         sink: Sink | None = None, http: HTTPRequest | None = None) -> Reply:
         await self.limiter.acquire(deadline)
         hooks = self.hooks
         redactor = self.redactor if not req.secrets else self.redactor.with_secrets(req.secrets)
@@ -282,7 +283,8 @@ class Engine:
         if timeout <= 0:
             raise APITimeoutError(f"the call's deadline passed before {req.method} {path} was "
                                   "sent", method=req.method, path=path, sent=False)
-        http = self._http_request(req, root)
+        if http is None:
+            http = self._http_request(req, root)
         failure: DevinError | None = None
         try:
             if sink is None:

@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote, urlencode
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 from . import _json
 from ._converter import CONVERTER, CONVERTER_HOOKS, split_token, structure_page
 from ._decisions import Kind
@@ -127,11 +129,14 @@ def encode_array(name: str, values: Sequence[str]) -> list[tuple[str, str]]:
     return [(name, v) for v in values]
 
 
+_CI_TYPES = (CIMultiDict, CIMultiDictProxy)
+
+
 def header(headers: Mapping[str, str], name: str) -> str | None:
     """Look a header up case-insensitively (aiohttp's CIMultiDict or a plain dict)."""
     value = headers.get(name)
-    if value is not None:
-        return value
+    if value is not None or type(headers) in _CI_TYPES:
+        return value  # a multidict's get is case-insensitive already: no walk over the rest
     lower = name.lower()
     for key, val in headers.items():
         if key.lower() == lower:
