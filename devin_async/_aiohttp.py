@@ -84,6 +84,9 @@ class AiohttpTransport:
         connect, read: seconds to open a connection and to wait for the next bytes.
     """
 
+    #: An upload's body is sent as it is read (re-iterable async chunks), never held whole.
+    streams_request_bodies = True
+
     def __init__(
         self,
         *,

@@ -124,6 +124,9 @@ class Engine:
         self._loads = self.codec.loads
         self._dumps = self.codec.dumps
         self._attempt = self._send_once if tracer is None else self._traced_attempt
+        #: Whether the transport takes an upload's body as re-iterable async chunks (the
+        #: default one does); any other gets bytes, as `HTTPRequest.body` promises.
+        self._streams_bodies = getattr(transport, "streams_request_bodies", False) is True
         self.retry = retry
         self.timeouts = timeouts
         self.clock = clock
@@ -285,6 +288,8 @@ class Engine:
                                   "sent", method=req.method, path=path, sent=False)
         if http is None:
             http = self._http_request(req, root)
+        if req.body is not None and not self._streams_bodies and type(http.body) is not bytes:
+            http = http._replace(body=b"".join([bytes(c) async for c in http.body]))
         failure: DevinError | None = None
         try:
             if sink is None:

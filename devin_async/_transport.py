@@ -26,8 +26,10 @@ __all__ = ["HTTPRequest", "HTTPResponse", "Transport"]
 class HTTPRequest(NamedTuple):
     """One request as the transport sends it: the URL is complete (query encoded).
 
-    `body` is bytes, None, or for an upload an async iterable of byte chunks that can be
-    iterated again for a retry (`MockTransport` hands it to its handler as bytes).
+    `body` is bytes or None. A transport with a class attribute `streams_request_bodies = True`
+    (the default aiohttp one) gets an upload's body as an async iterable of byte chunks that
+    can be iterated again for a retry, so a large file is never held whole; any other
+    transport gets bytes.
     """
 
     method: str

@@ -71,6 +71,8 @@ def one_file_part(request: HTTPRequest) -> tuple[dict[str, str], bytes]:
 class ChunkRecorder:
     """A transport that reads a streamed body chunk by chunk, recording each chunk's size."""
 
+    streams_request_bodies = True  # opts in: without it a transport gets the body as bytes
+
     def __init__(self) -> None:
         self.sizes: list[list[int]] = []
         self.bodies: list[bytes] = []
