@@ -18,9 +18,9 @@ order rotated round by round, each figure the median over rounds of a per-round 
 The verdict: tracing=False must be within noise of the plain install (the engine binds its
 attempt function once, at construction, so off runs the very code a plain install runs).
 Besides the timed rounds, function calls per request are counted (`sys.setprofile`, at c=1,
-by difference between a short and a long run): those made in devin_async's and opentelemetry's
-code are the same from run to run, a figure the load on the machine does not move (and one a
-machine without `perf` can still measure); tracing=False must add none.
+by difference between a short and a long run): the Python functions run in devin_async's and
+opentelemetry's code are the same from run to run, a figure the load on the machine does not
+move (and one a machine without `perf` can still measure); tracing=False must add none.
 """
 
 from __future__ import annotations
@@ -176,14 +176,15 @@ _OWN_CODE = (os.path.dirname(devin_async.__file__) + os.sep, f"{os.sep}opentelem
 
 
 async def _count_calls(call: Call, count: int) -> tuple[int, int]:
-    """Run `call` `count` times; return (every call, the calls in devin_async and otel code)."""
+    """Run `call` `count` times; return (all calls, Python calls into devin_async/otel code)."""
     total = own = 0
     known: dict[Any, bool] = {}
 
     def hook(frame: Any, event: str, arg: Any) -> None:
         nonlocal total, own
-        if event == "call" or event == "c_call":  # c_call: counted with its caller's code
+        if event == "call" or event == "c_call":
             total += 1
+        if event == "call":
             code = frame.f_code
             mine = known.get(code)
             if mine is None:
@@ -200,11 +201,12 @@ async def _count_calls(call: Call, count: int) -> tuple[int, int]:
 
 
 async def calls_per_request(call: Call) -> tuple[float, float]:
-    """Function calls per request of `call` at c=1: (all, in devin_async and otel code).
+    """Function calls per request of `call` at c=1: (all, Python calls in devin_async/otel).
 
     By difference between a short and a long run (start-up costs cancel out), the median of
-    three. The first count includes aiohttp's and asyncio's, whose paths depend on timing (did
-    the answer arrive before the loop polled?); the second is the SDK's own, deterministic.
+    three. The first count includes C calls and aiohttp's and asyncio's code, whose paths
+    depend on timing (did the answer arrive before the loop polled? how many entries left
+    the rate limiter's window?); the second is the same from run to run.
     """
     await measure(call, 1, 0.05)  # warm: connection open, caches filled
     alls, owns = [], []
@@ -294,11 +296,11 @@ def call_figures(counts: dict[str, tuple[float, float]]) -> tuple[list[dict[str,
                if f"{endpoint}_{v}" in counts}
         extra = got["off"][1] - got["absent"][1]
         extras.append(extra)
-        detail = "calls/request in devin_async+otel code (all code): " + ", ".join(
+        detail = "Python calls/request into devin_async+otel (all calls): " + ", ".join(
             f"{VARIANTS[v]} {own:.0f} ({every:.0f})" for v, (every, own) in got.items())
-        rows.append(_row(f"tracing: {endpoint} c=1: SDK calls/request, tracing=False minus no "
-                         "otel extra", f"{extra:+.1f}", detail, target="0", ok=abs(extra) < 0.5,
-                         raw=extra))
+        rows.append(_row(f"tracing: {endpoint} c=1: SDK Python calls/request, tracing=False "
+                         "minus no otel extra", f"{extra:+.1f}", detail, target="0",
+                         ok=abs(extra) < 0.5, raw=extra))
     return rows, extras
 
 
@@ -311,7 +313,7 @@ def verdict_row(verdicts: list[dict[str, Any]], call_extras: list[float],
              "scenarios (noise: the spread of the repeated raw aiohttp baseline)"]
     if call_extras:
         parts[0] += (", with " + "/".join(f"{x:+.0f}" for x in call_extras)
-                     + " SDK function calls per request (get/create)")
+                     + " SDK Python calls per request (get/create)")
     for variant, what in (("proxy", "the API without a provider"),
                           ("on", "a recording SDK provider")):
         costs = [v[variant] for v in verdicts if variant in v]

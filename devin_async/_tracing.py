@@ -51,17 +51,16 @@ class Tracer:
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
 
     def _idling(self) -> bool:
-        """Tell whether spans would record nothing: no tracer provider is configured yet."""
-        if self._unset:
-            trace = self._trace
-            if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-                return True
-            self._unset = False  # a global provider is set once per process, for good
+        """Tell whether the proxy still records nothing (called only while `_unset`)."""
+        trace = self._trace
+        if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+            return True
+        self._unset = False  # a global provider is set once per process, for good
         return False
 
     def internal(self, name: str, attributes: Mapping[str, Any] | None = None) -> SpanScope:
         """Open an INTERNAL span (a parent of the requests made inside it)."""
-        if self._idling():
+        if self._unset and self._idling():
             return contextlib.nullcontext(self._idle)
         scope: SpanScope = self._tracer.start_as_current_span(
             name, kind=self._trace.SpanKind.INTERNAL, attributes=dict(attributes or {}))
@@ -69,7 +68,7 @@ class Tracer:
 
     def client_span(self, method: str, url: str, attempt: int) -> Any:
         """Start (not enter) the CLIENT span of one attempt; end it with `finish`."""
-        if self._idling():
+        if self._unset and self._idling():
             return self._idle
         parts = urlsplit(url)
         external = not url.startswith(self._origin)
