@@ -62,15 +62,16 @@ CALLS_SHORT, CALLS_LONG = 20, 120
 @contextlib.contextmanager
 def without_otel() -> Iterator[None]:
     """Make `import opentelemetry` fail inside the block, as on a plain install."""
+    had = "opentelemetry" in sys.modules  # (its value may be None already: blocked before)
     saved = sys.modules.get("opentelemetry")
     sys.modules["opentelemetry"] = None  # type: ignore[assignment]  # import raises ImportError
     try:
         yield
     finally:
-        if saved is None:
-            del sys.modules["opentelemetry"]
+        if had:
+            sys.modules["opentelemetry"] = saved  # type: ignore[assignment]
         else:
-            sys.modules["opentelemetry"] = saved
+            del sys.modules["opentelemetry"]
 
 
 def _counting_provider() -> tuple[Any, list[int]] | None:
