@@ -1,7 +1,8 @@
 """Run devin_async's benchmarks and print each figure beside its target.
 
     python -m benchmarks                  # every group (under 3 minutes on 2 cores)
-    python -m benchmarks --only http      # one group: import, decode, http, watch, fanout
+    python -m benchmarks --only http      # one group: import, decode, http, tracing, watch,
+                                          # fanout, resume
     python -m benchmarks --only watch --only fanout   # --only repeats: several groups
     python -m benchmarks --quick          # fewer, shorter rounds (a smoke run)
     python -m benchmarks --fake-only --no-devinai --no-perf   # narrower HTTP group
@@ -12,6 +13,7 @@ Each group also runs alone, printing its own report:
     python -m benchmarks.bench_import     # import time
     python -m benchmarks.bench_decode     # decoding and memory
     python -m benchmarks.bench_http       # HTTP throughput
+    python -m benchmarks.bench_tracing    # tracing off, on the API's no-op tracer, recording
     python -m benchmarks.bench_watch [--sizes 100,1000,10000] [--cycles 15]   # watch(), wait()
     python -m benchmarks.bench_fanout     # create_many under a rate limit and under faults
     python -m benchmarks.bench_resume     # resume a 1,000-request batch with 600 done
@@ -41,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-GROUPS = ("import", "decode", "http", "watch", "fanout", "resume")
+GROUPS = ("import", "decode", "http", "tracing", "watch", "fanout", "resume")
 DEFAULT_GROUPS = GROUPS
 
 
@@ -122,6 +124,13 @@ def _http(args: argparse.Namespace) -> Measured:
                           count_instructions=not args.no_perf)
 
 
+def _tracing(args: argparse.Namespace) -> Measured:
+    from . import bench_tracing
+
+    return bench_tracing.run(rounds=args.rounds or (3 if args.quick else 9),
+                             duration=0.1 if args.quick else 0.15)
+
+
 def _watch(args: argparse.Namespace) -> Measured:
     from . import bench_watch
 
@@ -145,6 +154,7 @@ _GROUP_RUNNERS: dict[str, tuple[str, Callable[[argparse.Namespace], Measured]]] 
     "import": ("import times", _import),
     "decode": ("decoding and memory", _decode),
     "http": ("HTTP throughput", _http),
+    "tracing": ("the cost of tracing, off and on", _tracing),
     "watch": ("watch and wait", _watch),
     "fanout": ("fan-out under a rate limit and under faults", _fanout),
     "resume": ("resuming a crashed batch", _resume),
@@ -157,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=GROUPS, action="append",
                         help="run this group (repeatable); default: " + " ".join(DEFAULT_GROUPS))
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
-    parser.add_argument("--rounds", type=int, default=None, help="HTTP rounds per scenario")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="HTTP and tracing rounds per scenario")
     parser.add_argument("--no-devinai", action="store_true", help="skip the official SDK")
     parser.add_argument("--fake-only", action="store_true",
                         help="HTTP figures on the FakeDevinServer only (not the minimal server)")

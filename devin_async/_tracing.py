@@ -7,13 +7,18 @@ CLIENT span following the HTTP client semantic conventions, and `poll`/`wait`/`r
 per attempt). The key and session secrets never reach an attribute: attributes are built from
 the method, the URL (whose query is dropped for hosts other than the API's: a presigned URL's
 query is its signature) and the status, never from headers or bodies.
+
+With the API installed but no tracer provider configured (yet), `trace.get_tracer` hands out
+a proxy tracer whose spans record nothing until an app sets one: the Tracer then skips its spans
+(no attributes built, no span started), and takes them up on the first request after a provider
+is set (`python -m benchmarks --only tracing` measures all three cases).
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +30,9 @@ _SESSION_RE = re.compile(r"/sessions/(devin-[A-Za-z0-9._:-]+)")
 _ORG_RE = re.compile(r"/organizations/[^/]+")
 _ATTACHMENT_RE = re.compile(r"/attachments/[^/]+/[^/]+$")
 
+#: What `internal` returns: a context manager entering a span (or nothing).
+SpanScope = contextlib.AbstractContextManager[Any]
+
 
 class Tracer:
     """The SDK's spans on one OpenTelemetry tracer."""
@@ -34,21 +42,34 @@ class Tracer:
 
         self._tracer = tracer
         self._trace = trace
+        #: True while the tracer is the API's proxy and no provider is set (then nothing records).
+        self._unset = isinstance(tracer, trace.ProxyTracer)
+        self._idle = trace.INVALID_SPAN
         self._origin = api_origin
         parts = urlsplit(api_origin)
         self._host = parts.hostname or ""
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
 
-    @contextlib.contextmanager
-    def internal(self, name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Any]:
+    def _idling(self) -> bool:
+        """Tell whether the proxy still records nothing (called only while `_unset`)."""
+        trace = self._trace
+        if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+            return True
+        self._unset = False  # a global provider is set once per process, for good
+        return False
+
+    def internal(self, name: str, attributes: Mapping[str, Any] | None = None) -> SpanScope:
         """Open an INTERNAL span (a parent of the requests made inside it)."""
-        with self._tracer.start_as_current_span(
-            name, kind=self._trace.SpanKind.INTERNAL, attributes=dict(attributes or {}),
-        ) as span:
-            yield span
+        if self._unset and self._idling():
+            return contextlib.nullcontext(self._idle)
+        scope: SpanScope = self._tracer.start_as_current_span(
+            name, kind=self._trace.SpanKind.INTERNAL, attributes=dict(attributes or {}))
+        return scope
 
     def client_span(self, method: str, url: str, attempt: int) -> Any:
         """Start (not enter) the CLIENT span of one attempt; end it with `finish`."""
+        if self._unset and self._idling():
+            return self._idle
         parts = urlsplit(url)
         external = not url.startswith(self._origin)
         route = _ATTACHMENT_RE.sub("/attachments/{uuid}/{name}",
@@ -74,6 +95,8 @@ class Tracer:
 
     def finish(self, span: Any, status: int | None, error: BaseException | None) -> None:
         """End an attempt's span with its status code or error type."""
+        if span is self._idle:
+            return  # a non-recording span: nothing to set, nothing to end
         if status is not None:
             span.set_attribute("http.response.status_code", status)
         if error is not None or (status is not None and status >= 400):
@@ -85,7 +108,7 @@ class Tracer:
 
 
 def internal(tracer: Tracer | None, name: str,
-             attributes: Mapping[str, Any] | None = None) -> contextlib.AbstractContextManager[Any]:
+             attributes: Mapping[str, Any] | None = None) -> SpanScope:
     """Return an INTERNAL span's context manager, or a no-op one when tracing is off."""
     if tracer is None:
         return contextlib.nullcontext()
