@@ -301,3 +301,19 @@ async def test_positional_misuse_is_type_error() -> None:
             client.sessions.poll("devin-1", Session.is_terminal)  # type: ignore[misc]
         with pytest.raises(TypeError):
             client.sessions.create_many([], 4)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("how", ["request", "dict"])
+async def test_request_object_takes_a_schema_class_too(how: str) -> None:
+    # Fixed in this audit: CreateSessionRequest(structured_output_schema=Verdict) was a
+    # ValueError, though the contract lets the field be a class and create_many takes requests.
+    transport = recorder()
+    async with mock(transport, client_tokens=False) as client:
+        if how == "request":
+            await client.sessions.create(CreateSessionRequest("x",
+                                                              structured_output_schema=Verdict))
+        else:
+            [r.unwrap() async for r in client.sessions.create_many(
+                [{"prompt": "x", "structured_output_schema": Verdict}])]
+    schema = sent_json(transport)["structured_output_schema"]
+    assert set(schema["properties"]) == {"verdict", "score"}
