@@ -227,3 +227,18 @@ async def test_batch_key_resume_after_a_crash(fake: tuple[FakeDevinServer, Devin
     assert server.session_count == 6
     again = [r async for r in client.sessions.create_many(requests, batch_key="nightly")]
     assert all(r.existing and r.ok for r in again) and server.session_count == 6
+
+
+async def test_batch_results_never_show_a_dict_requests_secret_values(
+        fake: tuple[FakeDevinServer, DevinClient]) -> None:
+    # Fixed in this audit: `repr(BatchResult)` (and `CancelledCreate`) printed a dict request's
+    # `session_secrets` values; "secret values never appear in logs, reprs, errors".
+    _, client = fake
+    secret = "TOPSECRET-batch-value"
+    requests: list[Any] = [{"prompt": p, "session_secrets": [{"key": "K", "value": secret}]}
+                           for p in ("ok", "", "also ok")]
+    results = [r async for r in client.sessions.create_many(requests)]
+    assert len(results) == 3 and sum(r.ok for r in results) == 2
+    for result in results:
+        assert secret not in repr(result) and secret not in str(result.error)
+    assert requests[0]["session_secrets"][0]["value"] == secret  # the caller's dict untouched
