@@ -6,6 +6,7 @@ Public imports only.
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import socket
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from devin_async import (
+    CreateSessionRequest,
     DevinClient,
     DevinError,
     EventLoopMismatchError,
@@ -165,3 +167,46 @@ async def test_follow_iterators_close_cleanly() -> None:
 
         assert (await client.sessions.wait(sid, until=until)).session_id == sid
         assert len(until_called) == 1
+
+
+# -- leaving an iterator early (filterwarnings=error catches a leaked task or session) ---------
+
+async def test_watch_without_async_with_leaves_nothing() -> None:
+    server = FakeDevinServer(time_scale=2000)
+    async with DevinClient(api_key=server.api_key, org_id=server.org_id, poll=FAST,
+                           transport=server.transport()) as client:
+        ids = [(await client.sessions.create(f"T{n}")).session_id for n in range(2)]
+        seen = [e async for e in client.watch(ids)]
+        assert seen
+        async for _e in client.watch(ids, forever=True):
+            break
+        gc.collect()
+
+
+async def test_break_out_of_create_many_without_async_with_leaves_nothing() -> None:
+    server = FakeDevinServer(time_scale=2000)
+    server.inject("create", delay=0.05, times=None)
+    async with DevinClient(api_key=server.api_key, org_id=server.org_id, poll=FAST,
+                           transport=server.transport(),
+                           retry=RetryPolicy(settle=0.01)) as client:
+        async for _r in client.sessions.create_many(
+                [CreateSessionRequest(f"T{n}") for n in range(10)], concurrency=3):
+            break
+        gc.collect()
+    gc.collect()
+
+
+async def test_break_out_of_every_iterator_leaves_nothing() -> None:
+    server = FakeDevinServer(time_scale=2000)
+    async with DevinClient(api_key=server.api_key, org_id=server.org_id, poll=FAST,
+                           transport=server.transport()) as client:
+        sid = (await client.sessions.create("x")).session_id
+        async for _s in client.sessions.poll(sid):
+            break
+        async for _e in client.sessions.events(sid, follow=True):
+            break
+        async for _m in client.sessions.messages(sid, follow=True):
+            break
+        async for _s in client.sessions.list():
+            break
+        gc.collect()

@@ -242,3 +242,16 @@ async def test_batch_results_never_show_a_dict_requests_secret_values(
     for result in results:
         assert secret not in repr(result) and secret not in str(result.error)
     assert requests[0]["session_secrets"][0]["value"] == secret  # the caller's dict untouched
+
+
+async def test_create_many_takes_an_async_iterable(
+        fake: tuple[FakeDevinServer, DevinClient]) -> None:
+    server, client = fake
+
+    async def produce() -> AsyncIterator[CreateSessionRequest]:
+        for n in range(4):
+            yield CreateSessionRequest(f"Streamed {n}")
+
+    results = [r async for r in client.sessions.create_many(produce(), concurrency=2)]
+    assert sorted(r.index for r in results) == [0, 1, 2, 3] and all(r.ok for r in results)
+    assert server.session_count == 4

@@ -30,6 +30,7 @@ from devin_async import (
     PollPolicy,
     Principal,
     PullRequest,
+    RetryPolicy,
     Session,
     SessionInsights,
     UploadedAttachment,
@@ -121,7 +122,8 @@ async def flow() -> list[RecordedRequest]:
     """Run what a user does (every endpoint, single-value filters) and return the requests."""
     server = FakeDevinServer(time_scale=2000)
     async with DevinClient(api_key=server.api_key, org_id=server.org_id, poll=PollPolicy(
-            initial=0.005, max=0.01, jitter=0.0), transport=server.transport()) as client:
+            initial=0.005, max=0.01, jitter=0.0), transport=server.transport(),
+            retry=RetryPolicy(settle=0.01)) as client:
         await client.whoami()
         s = await client.sessions.create("Hi", tags=["ci"], repos=["o/r"], max_acu_limit=3,
                                          idempotency_key="k-1", title="t")
@@ -145,6 +147,10 @@ async def flow() -> list[RecordedRequest]:
         await client.sessions.generate_insights(sid, timeout=600)
         await client.sessions.list_insights(tags=["ci"]).to_list()
         await client.attachments.upload(b"data", name="f.txt")
+        async with client.watch([sid], tags=["ci"], follow_children=True) as watcher:
+            [e async for e in watcher]
+        [r async for r in client.sessions.create_many(
+            [{"prompt": "a"}, {"prompt": "b", "tags": ["ci"]}], batch_key="audit")]
         await client.sessions.archive(sid)
         await client.sessions.terminate(sid, archive=True)
     return [r for r in server.requests if r.endpoint is not None]
