@@ -292,3 +292,24 @@ async def test_hook_events_are_frozen() -> None:
     assert events and isinstance(events[0], RequestEvent)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         events[0].method = "X"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("status", ["started", "already_exists", "queued"])
+async def test_generate_insights_takes_any_status_string(status: str) -> None:
+    # Fixed in this audit: the spec's SessionInsightsGenerateResponse.status is an open string
+    # ("started"/"already_exists" are examples); any other value was a MalformedResponseError.
+    polls = [0]
+    insights = {**examples()["SessionNew"], "num_devin_messages": 1, "num_user_messages": 1,
+                "session_size": "xs", "analysis": None}
+
+    def handler(request: HTTPRequest) -> HTTPResponse:
+        if request.method == "POST":
+            body: Any = {"session_id": insights["session_id"], "status": status}
+        else:
+            polls[0] += 1
+            body = {**insights, "analysis": {"issues": []} if polls[0] > 1 else None}
+        return HTTPResponse(200, JSON, json.dumps(body).encode())
+
+    async with mock(handler) as client:
+        ready = await client.sessions.generate_insights(insights["session_id"], timeout=600)
+    assert ready.analysis == {"issues": []}

@@ -9,6 +9,8 @@ a field on the model the SDK parses it into.
 
 from __future__ import annotations
 
+import io
+import json
 import re
 from functools import cache
 from pathlib import Path
@@ -25,6 +27,7 @@ from devin_async import (
     ActivityEventMatch,
     Attachment,
     DevinClient,
+    HTTPResponse,
     Message,
     Page,
     PollPolicy,
@@ -35,7 +38,7 @@ from devin_async import (
     SessionInsights,
     UploadedAttachment,
 )
-from devin_async.testing import FakeDevinServer, RecordedRequest
+from devin_async.testing import FakeDevinServer, MockTransport, RecordedRequest
 
 SPEC = Path("/work/shared/api/devin-v3beta1-sessions.openapi.yaml")
 if not SPEC.exists():  # the copy the suite ships
@@ -146,7 +149,8 @@ async def flow() -> list[RecordedRequest]:
         await client.sessions.insights(sid)
         await client.sessions.generate_insights(sid, timeout=600)
         await client.sessions.list_insights(tags=["ci"]).to_list()
-        await client.attachments.upload(b"data", name="f.txt")
+        uploaded = await client.attachments.upload(b"data", name="f.txt")
+        assert await client.attachments.download(uploaded.url, io.BytesIO()) == 4
         async with client.watch([sid], tags=["ci"], follow_children=True) as watcher:
             [e async for e in watcher]
         [r async for r in client.sessions.create_many(
@@ -225,3 +229,17 @@ async def test_insights_keep_sdk_tags_out_like_sessions() -> None:
         insights = await client.sessions.insights(s.session_id)
     assert s.tags == ["mine"]
     assert insights.tags == s.tags
+
+
+async def test_upload_is_multipart_with_one_file_part() -> None:
+    body = json.dumps({"attachment_id": "a-1", "name": "f.txt", "url": "https://x/a"}).encode()
+    transport = MockTransport(lambda r: HTTPResponse(200, {"content-type": "application/json"},
+                                                     body))
+    async with DevinClient(api_key="cog_test_key_abcdef123456", org_id="org-a",
+                           transport=transport) as client:
+        await client.attachments.upload(b"hello", name="f.txt")
+    (sent,) = transport.requests
+    assert sent.method == "POST" and sent.url.endswith("/organizations/org-a/attachments")
+    kind = {k.lower(): v for k, v in sent.headers.items()}["content-type"]
+    assert kind.startswith("multipart/form-data; boundary=")
+    assert b'name="file"' in sent.body and b"hello" in sent.body
