@@ -281,8 +281,10 @@ async def test_messages_send_message_terminate_archive_tags(
     assert {"event_id", "created_at", "message", "source"} <= {f.name for f in
                                                                 attrs.fields(Message)}
     assert await client.sessions.add_tags(sid, ["b"]) == ["a", "b"]
+    token = (await client.sessions.get(sid)).client_token
     assert await client.sessions.replace_tags(sid, ["c"]) == ["c"]
     assert await client.sessions.get_tags(sid) == ["c"]
+    assert token and (await client.sessions.get(sid)).client_token == token  # kept
     archived = await client.sessions.archive(sid)
     assert isinstance(archived, Session) and archived.is_archived
     sid2 = (await client.sessions.create("Bye")).session_id
