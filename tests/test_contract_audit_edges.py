@@ -210,3 +210,34 @@ async def test_break_out_of_every_iterator_leaves_nothing() -> None:
         async for _s in client.sessions.list():
             break
         gc.collect()
+
+
+@pytest.mark.parametrize("kind", ["bytes", "path", "file"])
+async def test_a_custom_transport_gets_bytes_bodies_even_for_uploads(kind: str,
+                                                                    tmp_path: Path) -> None:
+    # AUDIT: CONTRACT.md "HTTPRequest(method, url, headers, body) (`body: bytes | None`)", but
+    # an upload hands a custom transport a streamed, re-iterable multipart object
+    # (`_attachments._Multipart`); MockTransport hides it by joining the chunks. A transport
+    # written to the contract breaks on `upload()`. Not fixed here: streaming to any transport
+    # is deliberate (tests/test_surface_attachments.py::test_upload_from_a_path_streams_in_
+    # chunks); the lead decides. Fix: in `Attachments.upload` (_attachments.py) join the body
+    # to bytes unless the transport is the default `AiohttpTransport` (or one that opts in,
+    # e.g. a `streams_bodies = True` attribute), and say so in `_transport.py`'s docstring.
+    bodies: list[object] = []
+
+    class Mine:
+        async def send(self, request: HTTPRequest, *, timeout: float) -> HTTPResponse:
+            bodies.append(request.body)
+            return HTTPResponse(200, JSON, json.dumps(
+                {"attachment_id": "a-1", "name": "f.txt", "url": "https://x/a"}).encode())
+
+        async def aclose(self) -> None:
+            return None
+
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"payload")
+    source: Any = {"bytes": b"payload", "path": path, "file": io.BytesIO(b"payload")}[kind]
+    async with DevinClient(api_key="cog_test_key_abcdef123456", org_id="org-a",
+                           transport=Mine()) as client:
+        await client.attachments.upload(source, name="f.txt")
+    assert len(bodies) == 1 and isinstance(bodies[0], bytes) and b"payload" in bodies[0]
