@@ -40,9 +40,7 @@ from devin_async import (
 )
 from devin_async.testing import FakeDevinServer, MockTransport, RecordedRequest
 
-SPEC = Path("/work/shared/api/devin-v3beta1-sessions.openapi.yaml")
-if not SPEC.exists():  # the copy the suite ships
-    SPEC = Path(__file__).parent / "data" / "devin-v3beta1-sessions.openapi.yaml"
+SPEC = Path(__file__).parent / "data" / "devin-v3beta1-sessions.openapi.yaml"  # the shared spec
 
 
 @cache
