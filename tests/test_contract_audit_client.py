@@ -302,6 +302,15 @@ async def test_connection_refused_is_api_connection_error() -> None:
             await client.sessions.get("devin-1")
 
 
+async def test_an_unmapped_status_is_the_base_status_error() -> None:
+    client, _ = mock_client(lambda r: answer(418, {"detail": "teapot"}),
+                            retry=RetryPolicy(max_attempts=1))
+    async with client:
+        with pytest.raises(APIStatusError) as info:
+            await client.sessions.get("devin-1")
+    assert type(info.value) is APIStatusError and info.value.status == 418
+
+
 def test_error_tree() -> None:
     assert issubclass(APITimeoutError, APIConnectionError)
     assert issubclass(APIConnectionError, DevinError)
