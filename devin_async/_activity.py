@@ -132,14 +132,15 @@ class SessionInsights:
     subcategory: str | None = None
     analysis: dict[str, Any] | None = None
     #: The SDK's own tags (`devin-async-`) are kept out of `tags`, as on `Session`.
-    client_token: str | None = attrs.field(default=None, init=False)
-    sdk_tags: tuple[str, ...] = attrs.field(default=(), init=False)
+    client_token: str | None = attrs.field(default=None, kw_only=True)
+    sdk_tags: tuple[str, ...] = attrs.field(default=(), kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         kept, token, sdk = split_reserved(self.tags)
-        object.__setattr__(self, "tags", kept)
-        object.__setattr__(self, "client_token", token)
-        object.__setattr__(self, "sdk_tags", sdk)
+        if len(kept) != len(self.tags):  # `attrs.evolve` passes tags already split
+            object.__setattr__(self, "tags", kept)
+            object.__setattr__(self, "client_token", token)
+            object.__setattr__(self, "sdk_tags", sdk)
 
 
 @attrs.frozen

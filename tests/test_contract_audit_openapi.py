@@ -227,6 +227,9 @@ async def test_insights_keep_sdk_tags_out_like_sessions() -> None:
         insights = await client.sessions.insights(s.session_id)
     assert s.tags == ["mine"]
     assert insights.tags == s.tags
+    evolved = attrs.evolve(insights, analysis={"issues": []})
+    assert (evolved.tags, evolved.client_token) == (["mine"], s.client_token)
+    assert s.client_token and insights.client_token == s.client_token
 
 
 async def test_upload_is_multipart_with_one_file_part() -> None:
