@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import attrs
 import cattrs
 
-from ._converter import strict_float, strict_int
+from ._converter import split_reserved, strict_float, strict_int
 from ._create_request import SessionSecret
 from ._enums import OpenStrEnum, SessionStatus, StatusDetail
 from ._errors import MalformedResponseError
@@ -131,6 +131,16 @@ class SessionInsights:
     category: str | None = None
     subcategory: str | None = None
     analysis: dict[str, Any] | None = None
+    #: The SDK's own tags (`devin-async-`) are kept out of `tags`, as on `Session`.
+    client_token: str | None = attrs.field(default=None, kw_only=True)
+    sdk_tags: tuple[str, ...] = attrs.field(default=(), kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        kept, token, sdk = split_reserved(self.tags)
+        if len(kept) != len(self.tags):  # `attrs.evolve` passes tags already split
+            object.__setattr__(self, "tags", kept)
+            object.__setattr__(self, "client_token", token)
+            object.__setattr__(self, "sdk_tags", sdk)
 
 
 @attrs.frozen

@@ -37,7 +37,7 @@ import attrs
 from ._create import token_for_key
 from ._errors import DevinError
 from ._instrument import logger
-from ._models import MAX_TAGS, TOKEN_TAG_PREFIX, CreateSessionRequest, Session
+from ._models import MAX_TAGS, TOKEN_TAG_PREFIX, CreateSessionRequest, Session, request_repr
 
 if TYPE_CHECKING:
     from ._sessions import Sessions
@@ -91,7 +91,7 @@ class CancelledCreate:
     """
 
     index: int
-    request: CreateSessionRequest | Mapping[str, Any]
+    request: CreateSessionRequest | Mapping[str, Any] = attrs.field(repr=request_repr)
     client_token: str | None
 
 

@@ -162,6 +162,15 @@ def _attachment_urls(value: object) -> list[str] | None:
     return urls
 
 
+def _output_schema(value: object) -> Any:
+    """Return the schema dict a `structured_output_schema` stands for (a class gives its own)."""
+    if isinstance(value, type):
+        from ._schema import schema_for
+
+        return schema_for(value)
+    return value
+
+
 @attrs.frozen
 class CreateSessionRequest:
     """The body of a create; only the fields given are sent (`prompt` first, then keywords).
@@ -188,7 +197,10 @@ class CreateSessionRequest:
                                                     kw_only=True)
     session_secrets: list[SessionSecret] | None = attrs.field(default=None, converter=_secrets,
                                                               kw_only=True)
-    structured_output_schema: dict[str, Any] | None = attrs.field(default=None, kw_only=True)
+    #: A JSON Schema dict, or an attrs class, dataclass or pydantic model (turned into its
+    #: self-contained draft-7 schema here, as `sessions.create` does).
+    structured_output_schema: dict[str, Any] | None = attrs.field(
+        default=None, converter=_output_schema, kw_only=True)
     structured_output_required: bool | None = attrs.field(default=None, kw_only=True)
     devin_mode: str | None = attrs.field(default=None, kw_only=True)
     extra: Mapping[str, Any] = attrs.field(factory=dict, kw_only=True)
@@ -289,8 +301,8 @@ class CreateSessionRequest:
         schema = self.structured_output_schema
         if schema is not None:
             if not isinstance(schema, dict):
-                raise ValueError("structured_output_schema must be a JSON Schema dict (or a "
-                                 "class, given to sessions.create)")
+                raise ValueError("structured_output_schema must be a JSON Schema dict or a class "
+                                 "(attrs, dataclass or pydantic)")
             check_schema_dict(schema)
         key = self.idempotency_key
         if key is not None and (not isinstance(key, str) or not 1 <= len(key) <=

@@ -35,6 +35,7 @@ __all__ = [
     "Session",
     "SessionEvent",
     "SessionSecret",
+    "request_repr",
 ]
 
 T = TypeVar("T")
@@ -170,6 +171,20 @@ class Page(Generic[T]):
     total: int | None = None
 
 
+def request_repr(request: object) -> str:
+    """Repr a batch request with its session secrets' values hidden (a dict's are plain)."""
+    if isinstance(request, Mapping) and "session_secrets" in request:
+        secrets = request["session_secrets"]
+        hidden: Any = secrets
+        if isinstance(secrets, list | tuple):
+            hidden = [{**s, "value": "<redacted>"} if isinstance(s, Mapping) and "value" in s
+                      else s for s in secrets]
+        elif secrets is not None:
+            hidden = "<redacted>"
+        return repr({**request, "session_secrets": hidden})
+    return repr(request)
+
+
 @attrs.frozen
 class BatchResult:
     """The outcome of one request of `create_many`: `session` or `error` is set, never both.
@@ -179,7 +194,7 @@ class BatchResult:
     """
 
     index: int
-    request: CreateSessionRequest | Mapping[str, Any]
+    request: CreateSessionRequest | Mapping[str, Any] = attrs.field(repr=request_repr)
     session: Session | None = None
     error: BaseException | None = None
     existing: bool = False

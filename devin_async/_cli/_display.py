@@ -48,7 +48,7 @@ __all__ = [
 
 #: Session fields the SDK adds that the API does not send; `--json` puts them under this key.
 SDK_KEY = "devin_async"
-_SDK_FIELDS = ("client_token",)
+_SDK_FIELDS = ("client_token", "sdk_tags")
 DEFAULT_WIDTH = 80  # a terminal whose size cannot be read
 UNLIMITED = 1_000_000  # the width of a pipe or a file
 
@@ -63,19 +63,21 @@ def _serialize(_inst: object, _field: object, value: Any) -> Any:
 
 
 def model_dict(model: Any) -> dict[str, Any]:
-    """Return an SDK model (an attrs instance) as a JSON-ready dict with the API's field names."""
+    """Return an SDK model (an attrs instance) as a JSON-ready dict with the API's field names.
+
+    Fields the SDK adds (`client_token`, `sdk_tags`) go under `SDK_KEY`, and only when set.
+    """
     data: dict[str, Any] = attrs.asdict(model, value_serializer=_serialize)
+    sdk = {name: data.pop(name) for name in _SDK_FIELDS if name in data}
+    sdk = {k: v for k, v in sdk.items() if v not in (None, [], ())}
+    if sdk:
+        data[SDK_KEY] = sdk
     return data
 
 
 def session_dict(session: Session) -> dict[str, Any]:
     """Return a session as a JSON-ready dict with the API's field names (SDK extras aside)."""
-    data = attrs.asdict(session, value_serializer=_serialize)
-    sdk = {name: data.pop(name) for name in _SDK_FIELDS if name in data}
-    sdk = {k: v for k, v in sdk.items() if v is not None}
-    if sdk:
-        data[SDK_KEY] = sdk
-    return data
+    return model_dict(session)
 
 
 def status_label(session: Session) -> str:
