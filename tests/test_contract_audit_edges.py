@@ -215,14 +215,9 @@ async def test_break_out_of_every_iterator_leaves_nothing() -> None:
 @pytest.mark.parametrize("kind", ["bytes", "path", "file"])
 async def test_a_custom_transport_gets_bytes_bodies_even_for_uploads(kind: str,
                                                                     tmp_path: Path) -> None:
-    # AUDIT: CONTRACT.md "HTTPRequest(method, url, headers, body) (`body: bytes | None`)", but
-    # an upload hands a custom transport a streamed, re-iterable multipart object
-    # (`_attachments._Multipart`); MockTransport hides it by joining the chunks. A transport
-    # written to the contract breaks on `upload()`. Not fixed here: streaming to any transport
-    # is deliberate (tests/test_surface_attachments.py::test_upload_from_a_path_streams_in_
-    # chunks); the lead decides. Fix: in `Attachments.upload` (_attachments.py) join the body
-    # to bytes unless the transport is the default `AiohttpTransport` (or one that opts in,
-    # e.g. a `streams_bodies = True` attribute), and say so in `_transport.py`'s docstring.
+    # CONTRACT.md: "HTTPRequest(method, url, headers, body) (`body: bytes | None`)". A
+    # transport written to the contract gets an upload as bytes; only one that sets
+    # `streams_request_bodies = True` (the default aiohttp one) gets the streamed chunks.
     bodies: list[object] = []
 
     class Mine:
