@@ -311,7 +311,7 @@ class CreateSessionRequest:
                              f"{MAX_IDEMPOTENCY_KEY} characters")
 
     def to_body(self, *, tags: list[str] | None = None) -> dict[str, Any]:
-        """Return the JSON body: given fields only, never a null, then `extra`.
+        """Return the JSON body: given fields only (never a null), then `extra` as it is.
 
         `tags`, when given, replaces the request's tags in the body (the request is unchanged).
         """
@@ -324,9 +324,7 @@ class CreateSessionRequest:
             body["tags"] = tags
         if self.session_secrets is not None:
             body["session_secrets"] = [s.to_json() for s in self.session_secrets]
-        for key, value in self.extra.items():
-            if value is not None:
-                body[key] = value
+        body.update(self.extra)  # sent unchanged: a null there is the caller's to send
         return body
 
 
