@@ -57,10 +57,18 @@ class SessionsApi:
 
     def list_sessions(self, call: Call) -> Any:
         query = parse_list_query(call.query)
-        return list_sessions(self.store, query, self.store.clock.now())
+        store = self.store
+        behind = store.replica.lag()
+        lag = None if behind is None else store.index_lag + behind
+        return list_sessions(store, query, store.clock.now(), lag=lag)
 
     def get(self, call: Call) -> Any:
-        return self._session(self._record(call), full=True)
+        record = self._record(call)
+        behind = self.store.replica.lag()
+        if behind is None:
+            return self._session(record, full=True)
+        at = max(record.created, self.store.clock.now() - behind)  # as a stale replica has it
+        return self.store.render(record, at, full=True, as_of=True)
 
     def terminate(self, call: Call) -> Any:
         errors: list[dict[str, Any]] = []
