@@ -84,6 +84,7 @@ async def test_a_stale_get_shows_the_session_as_it_was(
     fresh = await api.get(sid)
     assert fresh["updated_at"] >= stale["updated_at"]
     assert server.stale_answers == 1
+    assert server.stale_behind == int(state != (fresh["status"], fresh["status_detail"]))
 
 
 async def test_a_stale_list_lags_further_than_the_index() -> None:
@@ -103,7 +104,7 @@ async def test_a_stale_list_lags_further_than_the_index() -> None:
     page = await api.call("GET", "/sessions", params={"session_ids": f"{sid},{late}"})
     assert [(i["status"], i["status_detail"]) for i in page.body["items"]] == [
         ("running", "finished")]
-    assert server.stale_answers == 2
+    assert (server.stale_answers, server.stale_behind) == (2, 1)
 
 
 async def test_a_fraction_of_answers_is_stale_and_the_draw_is_seeded() -> None:

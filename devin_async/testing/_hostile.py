@@ -65,6 +65,8 @@ class StaleReplica:
         self.fraction, self.by = check_stale(fraction, by)
         self.rng = random.Random(f"stale:{seed}")
         self.served = 0
+        #: Stale answers that showed a session in an earlier state than its current one.
+        self.behind = 0
 
     def lag(self) -> float | None:
         """Return how far behind this read's answer is (server seconds), or None for fresh."""
@@ -134,6 +136,11 @@ class HostileControls:
     def stale_answers(self) -> int:
         """How many answers the stale replica served."""
         return self._store.replica.served
+
+    @property
+    def stale_behind(self) -> int:
+        """How many stale answers showed some session in an earlier state than its current one."""
+        return self._store.replica.behind
 
     @property
     def close_idle_after(self) -> float | None:
