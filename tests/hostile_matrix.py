@@ -30,6 +30,7 @@ from devin_async.testing import FakeDevinServer, MockTransport
 from .helpers import FakeClock
 
 Op = Literal["get", "list", "create", "poll", "create_many", "watch"]
+OPS: tuple[Op, ...] = ("get", "list", "create", "poll", "create_many", "watch")
 Answer = HTTPResponse | Awaitable[HTTPResponse] | None
 Hostile = Callable[["Rig", HTTPRequest, str, int], Answer]
 JSON = {"content-type": "application/json"}
@@ -68,7 +69,7 @@ class Rig:
                  timeouts: Timeouts | None = None, poll: PollPolicy = POLL,
                  server: Mapping[str, Any] | None = None) -> None:
         self.clock = FakeClock()
-        self.server = FakeDevinServer(clock=self.clock, seed=3, **(server or {}))
+        self.server = FakeDevinServer(clock=self.clock, **{"seed": 3, **(server or {})})
         (self.sid,) = self.server.add_sessions(1, status="new")
         self.server.script(SCRIPT, session_id=self.sid)
         self.hostile = hostile
