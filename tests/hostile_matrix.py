@@ -31,7 +31,7 @@ from .helpers import FakeClock
 
 Op = Literal["get", "list", "create", "poll", "create_many", "watch"]
 OPS: tuple[Op, ...] = ("get", "list", "create", "poll", "create_many", "watch")
-Answer = HTTPResponse | Awaitable[HTTPResponse] | None
+Answer = HTTPResponse | Awaitable["HTTPResponse | None"] | None
 Hostile = Callable[["Rig", HTTPRequest, str, int], Answer]
 JSON = {"content-type": "application/json"}
 #: The target session: running at once, finished 2 s later, exit at 4 s (fake seconds).

@@ -69,10 +69,12 @@ def lost(kind: str = "after") -> Any:
     return hostile
 
 
-async def endless_lookup_page(rig: Rig, request: HTTPRequest, ep: str, n: int) -> Answer:
+async def endless_lookup_page(rig: Rig, request: HTTPRequest, ep: str,
+                              n: int) -> HTTPResponse | None:
     """Lose the first create's answer; every list page then claims more pages (cursor "A")."""
     if ep == "create":
-        return await lost()(rig, request, ep, n)
+        replaced: HTTPResponse | None = await lost()(rig, request, ep, n)
+        return replaced
     if ep == "list":
         real = await rig.inner.send(request, timeout=5.0)
         page = json.loads(real.body)
