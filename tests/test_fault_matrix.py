@@ -13,6 +13,11 @@ Conventions:
 - `create_many` sends 3 requests with concurrency 1: the fault hits request 0, requests 1 and 2
   always succeed, so its counts are the `create` counts plus 2 creates and 2 sessions.
 - A poll watches a session that is already settled: it yields it once and ends.
+
+The hostile classes (cursor loops, hints over the cap, deadlines, hints on 2xx answers, a
+lagging index, the key echoed back, configuration, keep-alive closes, stale or wrong answers)
+have their own tables: tests/test_fault_matrix_hostile.py and test_fault_matrix_hostile_more.py.
+Outcome types and the runner live in tests/fault_matrix_support.py.
 """
 
 from __future__ import annotations
@@ -22,13 +27,11 @@ import email.utils
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any
 
-import attrs
 import pytest
 
 from devin_async import (
-    APIStatusError,
     AuthenticationError,
     ConflictError,
     CreateUnconfirmedError,
@@ -40,18 +43,24 @@ from devin_async import (
     PermissionDeniedError,
     RateLimitError,
     RetryPolicy,
-    Session,
     Timeouts,
     UnprocessableEntityError,
 )
-from devin_async._create import FIRST_LOOK_PAUSE
-from devin_async._models import TOKEN_TAG_PREFIX
 from devin_async.testing import FakeDevinServer
 
+from .fault_matrix_support import (
+    OPS,
+    Op,
+    Outcome,
+    check_error,
+    check_success,
+    fails,
+    looks_in_window,
+    ok,
+    run,
+    token_counts,
+)
 from .helpers import FakeClock
-
-Op = Literal["get", "list", "create", "poll", "create_many"]
-OPS: tuple[Op, ...] = ("get", "list", "create", "poll", "create_many")
 
 #: Real seconds: the server sits on a request longer than the client's read timeout.
 SERVER_DELAY = 0.3
@@ -105,58 +114,6 @@ FAULTS: dict[str, dict[str, Any]] = {
 ENDPOINT: dict[Op, str] = {
     "get": "get", "list": "list", "poll": "get", "create": "create", "create_many": "create",
 }
-
-
-# -- the outcomes ----------------------------------------------------------------------------
-
-@attrs.frozen
-class Outcome:
-    """What a cell must show.
-
-    error: None for success, else the exact error class (for create_many: of result 0).
-    status, detail, retry_after, errors: the error's data (checked when `error` is an
-        APIStatusError; `retry_after` also for RateLimitError).
-    requests: endpoint -> how many requests the server saw (endpoints not named: none, except
-        the ones in `loose`).
-    sessions: sessions created by this cell that exist afterwards (creates only).
-    waited: fake seconds the client waited, at least / exactly (see `waited_exact`).
-    """
-
-    error: type[DevinError] | None = None
-    status: int | None = None
-    detail: str | None = None
-    retry_after: float | None = None
-    errors: list[dict[str, Any]] | None = None
-    requests: dict[str, int] = attrs.field(factory=dict)
-    sessions: int | None = None
-    waited: tuple[float, float] | None = None
-    loose: frozenset[str] = frozenset()
-
-
-def ok(*, sessions: int | None = None, waited: tuple[float, float] | None = None,
-       **requests: int) -> Outcome:
-    """Retried (or resolved) then succeeded."""
-    return Outcome(requests=requests, sessions=sessions, waited=waited)
-
-
-def fails(error: type[DevinError], status: int | None = None, detail: str | None = None, *,
-          retry_after: float | None = None, errors: list[dict[str, Any]] | None = None,
-          sessions: int | None = None, waited: tuple[float, float] | None = None,
-          loose: frozenset[str] = frozenset(), **requests: int) -> Outcome:
-    """Failed with exactly this error and data."""
-    return Outcome(error, status, detail, retry_after, errors, requests, sessions, waited, loose)
-
-
-def looks_in_window(settle: float = RetryPolicy().settle, pause: float = FIRST_LOOK_PAUSE) -> int:
-    """The look-ups of one settling window that finds nothing: at 0, then after pauses doubling
-    from `pause`, the last one cut to end the window."""
-    looks, elapsed = 1, 0.0
-    while elapsed < settle:
-        elapsed += min(pause, settle - elapsed)
-        pause *= 2
-        looks += 1
-    return looks
-
 
 #: A lost create not found: one settling window of look-ups, the resend, then one check for a
 #: duplicate once the index has settled.
@@ -357,74 +314,6 @@ def test_the_matrix_is_complete() -> None:
 async def server() -> AsyncIterator[FakeDevinServer]:
     async with FakeDevinServer(seed=3) as fake:
         yield fake
-
-
-def token_counts(server: FakeDevinServer) -> Counter[str]:
-    """Client tokens carried by the server's sessions (a count of 2 is a duplicate)."""
-    return Counter(t for s in server.sessions.values() for t in s["tags"]
-                   if t.startswith(TOKEN_TAG_PREFIX))
-
-
-async def run(op: Op, client: DevinClient, sid: str) -> Session | list[Session] | DevinError:
-    """Run one operation; return its result or the DevinError it raised."""
-    try:
-        if op == "get":
-            return await client.sessions.get(sid)
-        if op == "list":
-            return await client.sessions.list(session_ids=[sid]).to_list()
-        if op == "create":
-            return await client.sessions.create("matrix 0")
-        if op == "poll":
-            return [s async for s in client.sessions.poll(sid, timeout=3600)]
-        batch = client.sessions.create_many([{"prompt": f"matrix {i}"} for i in range(3)],
-                                            concurrency=1)
-        results = sorted([r async for r in batch], key=lambda r: r.index)
-        assert [r.index for r in results] == [0, 1, 2]
-        assert all(r.ok for r in results[1:]), [r.error for r in results]
-        first = results[0]
-        if first.error is not None:
-            assert isinstance(first.error, DevinError), first.error
-            return first.error
-        assert first.session is not None
-        return first.session
-    except DevinError as exc:
-        return exc
-
-
-def check_success(op: Op, result: Session | list[Session], sid: str,
-                  server: FakeDevinServer) -> None:
-    if op in ("get", "list", "poll"):
-        sessions = result if isinstance(result, list) else [result]
-        assert [s.session_id for s in sessions] == [sid]
-        assert sessions[-1].state == ("running", "finished")
-        return
-    assert isinstance(result, Session)
-    assert result.session_id in server.sessions
-    assert server.create_request(result.session_id)["prompt"] == "matrix 0"
-    assert result.client_token is not None
-    assert TOKEN_TAG_PREFIX + result.client_token in server.session(result.session_id)["tags"]
-    assert not any(t.startswith(TOKEN_TAG_PREFIX) for t in result.tags)
-
-
-def check_error(error: DevinError, want: Outcome, server: FakeDevinServer) -> None:
-    assert type(error) is want.error, repr(error)
-    if isinstance(error, APIStatusError):
-        assert error.status == want.status
-        assert error.detail == want.detail
-        assert error.retry_after == want.retry_after
-        assert error.request_id is not None
-        assert error.request_id in {r.request_id for r in server.requests}
-        assert error.method in ("GET", "POST")
-        assert error.path.startswith(f"/v3beta1/organizations/{server.org_id}/sessions")
-        assert str(error).startswith(f"{want.status} ")
-    if isinstance(error, UnprocessableEntityError):
-        assert error.errors == want.errors
-    if isinstance(error, MalformedResponseError):
-        assert error.status == want.status
-        assert "JSON" in str(error)
-    if isinstance(error, CreateUnconfirmedError):
-        assert TOKEN_TAG_PREFIX + error.client_token == error.tag
-        assert token_counts(server)[error.tag] == 1  # the late session carries its token
 
 
 @pytest.mark.parametrize(("fault", "op", "want"), CELLS)

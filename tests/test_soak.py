@@ -1,22 +1,31 @@
-"""Soak and chaos: a watcher over 1,000 sessions and a create_many of 500, for simulated hours.
+"""Soak and chaos: a watcher over many sessions and a create_many, for simulated hours.
 
-The fake server runs in a child process (so the RSS measured here is the client's alone), on
-loopback, `time_scale` times faster than real time. Every watched session follows its own
-script through new -> claimed -> working -> waiting -> suspended -> resuming -> finished -> exit
-(or error), ending at a random moment of the simulated span; each created session gets a
-shorter script of the same shape. Random faults hit every endpoint (5xx, 429 with a hint,
-resets before and after the server acted, truncated and non-JSON bodies, slow answers) and the
-server is restarted mid-run (the first time while creates are in flight).
+The fake server runs in a child process (see `soak_support`), on loopback, `time_scale` times
+faster than real time. Every watched session follows its own script through new -> claimed ->
+working -> waiting -> suspended -> resuming -> finished -> exit (or error), ending at a random
+moment of the simulated span; each created session gets a shorter script of the same shape.
+Mixed into one run:
+- random faults on every endpoint: 5xx, 429 with a hint, resets before and after the server
+  acted, truncated and non-JSON bodies, slow answers;
+- server restarts (the first while creates are in flight);
+- a list index that lags writes (a lost create's first look-ups miss it);
+- a stale replica: a share of get/list answers show sessions as they were a while ago (longer
+  than a poll interval, so states older than ones already reported come back);
+- a server that closes each idle keep-alive connection a millisecond after answering (no
+  `Connection: close`), until the first restart.
 
 Asserted at the end: every session's final state was observed; the events per session are
 consistent (the first has no `previous`, each `previous` is the event before, no change reported
-twice, all in script order); all 500 creates succeeded and exactly 500 new sessions exist, one
-per client token; after warm-up (every create done, the first restart survived) client RSS
-grew less than RSS_BUDGET and no object a request, response or event makes piled up (a census
-of live objects by type); no task and no HTTP session is left. The figures are printed (`-s`)
-and kept as the test's user properties.
+twice, never an older `updated_at` than one reported, at most one final, all in script order);
+all creates succeeded and exactly that many sessions exist that the SDK did not terminate, one
+per client token and one per prompt (any duplicate a lagging index let through was terminated,
+keeping the oldest); the faults really happened (lost creates whose first look-up missed,
+stale answers behind the current state, idle closes); after warm-up (every create done, the
+first restart survived) client RSS grew less than RSS_BUDGET and no object a request, response
+or event makes piled up (a census of live objects by type); no task and no HTTP session is
+left. The figures are printed (`-s`) and kept as the test's user properties.
 
-The CI version is short (2 simulated hours at 2000x, a few seconds). The full version:
+The CI version is short (300 watched, 150 created, a few seconds). The full version:
 
     DEVIN_ASYNC_SOAK=full .venv/bin/pytest -m soak -s tests/test_soak.py
 
@@ -26,72 +35,39 @@ Both are bounded (a hard wall-clock limit, then the child is killed) and stop th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import itertools
-import json
 import logging
 import os
-import random
-import sys
 import time
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import attrs
 import pytest
 
-from devin_async import (
-    DevinClient,
-    Page,
-    PollPolicy,
-    RequestEvent,
-    ResponseEvent,
-    RetryEvent,
-    RetryPolicy,
-    Session,
-    SessionEvent,
-    Timeouts,
-)
+from devin_async import DevinClient, PollPolicy, RetryPolicy, Session, Timeouts
 from devin_async._aiohttp import AiohttpTransport
-from devin_async._protocol import Request
+
+from .soak_support import (
+    Child,
+    LogTally,
+    Plan,
+    State,
+    census,
+    is_subsequence,
+    mib,
+    rss,
+    scripted_states,
+)
 
 pytestmark = pytest.mark.soak
 
-ROOT = Path(__file__).resolve().parent.parent
-State = tuple[str, "str | None"]
-
-
-@attrs.frozen
-class Plan:
-    """One soak run's size and pace."""
-
-    watched: int = 1000
-    creates: int = 500
-    hours: float = 2.0  # simulated
-    time_scale: float = 2000.0
-    restarts: int = 2
-    create_fault_rate: float = 0.10
-    read_fault_rate: float = 0.03
-    concurrency: int = 8
-    wall_limit: float = 60.0  # real seconds, whatever happens
-    seed: int = 20251128
-
-    @property
-    def span(self) -> float:
-        """Simulated seconds."""
-        return self.hours * 3600.0
-
-    @property
-    def real_span(self) -> float:
-        return self.span / self.time_scale
-
-
-CI = Plan()
-FULL = Plan(hours=8.0, time_scale=400.0, restarts=6, wall_limit=300.0)
+CI = Plan(watched=300, creates=150, hours=2.0, restarts=2, concurrency=10, settle=0.6,
+          wall_limit=40.0)
+FULL = Plan(hours=8.0, time_scale=400.0, restarts=6, settle=3.0, spare_scripts=100,
+            wall_limit=300.0)
 #: Client RSS may grow this much after warm-up (allocator noise, not a leak).
 RSS_BUDGET = 16 * 1024 * 1024
 
@@ -100,137 +76,15 @@ def plan_from_env() -> Plan:
     return FULL if os.environ.get("DEVIN_ASYNC_SOAK", "").lower() == "full" else CI
 
 
-# -- the scripts ---------------------------------------------------------------------------------
-
-SHAPE: list[tuple[float, str, str | None]] = [
-    (0.02, "claimed", None),
-    (0.05, "running", "working"),
-    (0.30, "running", "waiting_for_user"),
-    (0.50, "suspended", "inactivity"),
-    (0.60, "resuming", None),
-    (0.62, "running", "working"),  # the same state again, after others: reported again
-    (0.80, "running", "finished"),
-]
-
-
-def script(rng: random.Random, end: float) -> list[list[Any]]:
-    """A session's steps (status, detail, at) ending at `end` server seconds in exit/error."""
-    final = "error" if rng.random() < 0.2 else "exit"
-    return [[status, detail, round(end * at, 3)] for at, status, detail in SHAPE] + [
-        [final, None, round(end, 3)]]
-
-
-def scripted_states(steps: list[list[Any]]) -> list[State]:
-    return [("new", None)] + [(status, detail) for status, detail, _ in steps]
-
-
-# -- the server, in a child process --------------------------------------------------------------
-
-async def _serve(plan: Plan) -> None:
-    from devin_async.testing import FakeDevinServer
-
-    rng = random.Random(plan.seed)
-    server = FakeDevinServer(time_scale=plan.time_scale, seed=plan.seed, max_log=1000)
-    ids = server.add_sessions(plan.watched, status="new")
-    scripts: dict[str, list[list[Any]]] = {}
-    for sid in ids:
-        scripts[sid] = script(rng, rng.uniform(0.3, 0.95) * plan.span)
-        server.script([tuple(s) for s in scripts[sid]], session_id=sid)
-    create_scripts = [script(rng, rng.uniform(0.2, 0.6) * plan.span)
-                      for _ in range(plan.creates)]
-    for steps in create_scripts:
-        server.script([tuple(s) for s in steps])
-    await server.start()
-    kinds = ("status_500", "status_502", "status_503", "status_429", "drop_before",
-             "drop_after", "truncated", "non_json", "delay")
-    chaos = [server.inject_random(plan.create_fault_rate, kinds=kinds, seed=plan.seed,
-                                  endpoint="create", delay=0.02),
-             server.inject_random(plan.read_fault_rate, kinds=kinds, seed=plan.seed + 1,
-                                  endpoint=("list", "get"), delay=0.02)]
-
-    def send(message: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(message) + "\n")
-        sys.stdout.flush()
-
-    send({"url": server.url, "api_key": server.api_key, "org_id": server.org_id,
-          "scripts": scripts, "create_scripts": create_scripts})
-    restarts = 0
-    while True:
-        command = (await asyncio.to_thread(sys.stdin.readline)).strip()
-        if command == "restart":
-            await server.restart()
-            restarts += 1
-            send({"restarted": restarts})
-        elif command in ("stop", ""):
-            break
-    states = {sid: [s["status"], s["status_detail"]] for sid, s in server.sessions.items()}
-    tokens = [t for s in server.sessions.values() for t in s["tags"]
-              if t.startswith("devin-async-token:")]
-    send({"states": states, "tokens": tokens, "stats": server.stats, "restarts": restarts,
-          "faults": sum(c.hits for c in chaos), "scripts_left": len(server._store.scripts)})
-    await server.close()
-
-
-def child_main() -> None:
-    """Entry point of the server process: `python -c 'import tests.test_soak as m; ...'`."""
-    asyncio.run(_serve(Plan(**json.loads(sys.argv[1]))))
-
-
-class Child:
-    """The server process and its line protocol (JSON lines out, commands in)."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-
-    async def read(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        line = await self.process.stdout.readline()
-        if not line:
-            raise RuntimeError("the fake server process ended early")
-        message: dict[str, Any] = json.loads(line)
-        return message
-
-    async def command(self, text: str) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        self.process.stdin.write(text.encode() + b"\n")
-        await self.process.stdin.drain()
-        return await self.read()
-
-
 @pytest.fixture
 async def child() -> AsyncIterator[tuple[Child, dict[str, Any], Plan]]:
     plan = plan_from_env()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import tests.test_soak as m; m.child_main()",
-        json.dumps(attrs.asdict(plan)),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])},
-        limit=1 << 24,
-    )
-    server = Child(process)
+    server = await Child.spawn(plan)
     try:
         hello = await asyncio.wait_for(server.read(), 30)
         yield server, hello, plan
     finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
-
-
-# -- measuring -----------------------------------------------------------------------------------
-
-def rss() -> int:
-    """This process's resident set size in bytes (peak RSS without /proc; 0 if unknown)."""
-    statm = Path("/proc/self/statm")
-    if statm.exists():
-        return int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    try:  # pragma: no cover - not Linux
-        import resource
-    except ImportError:  # pragma: no cover - Windows
-        return 0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # pragma: no cover
-    return peak if sys.platform == "darwin" else peak * 1024  # pragma: no cover
+        await server.end()
 
 
 @pytest.fixture
@@ -238,60 +92,9 @@ def soak_report(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     """The run's figures, printed at the end (see them with -s) and kept as user properties."""
     figures: dict[str, Any] = {}
     yield figures
-    lines = [f"  {key:<24} {value}" for key, value in figures.items()]
+    lines = [f"  {key:<26} {value}" for key, value in figures.items()]
     print("\nsoak report\n" + "\n".join(lines))
     request.node.user_properties.extend(figures.items())
-
-
-#: Objects that one request, response, poll or event creates: none may pile up.
-CENSUS_TYPES: tuple[type, ...] = (Session, SessionEvent, Page, Request, RequestEvent,
-                                  ResponseEvent, RetryEvent, aiohttp.ClientResponse,
-                                  aiohttp.ClientRequest, asyncio.Task, asyncio.Future)
-
-
-def census() -> Counter[str]:
-    """Live objects of CENSUS_TYPES, by type name (after a full collection)."""
-    gc.collect()
-    counts: Counter[str] = Counter()
-    for obj in gc.get_objects():
-        if isinstance(obj, CENSUS_TYPES):
-            counts[type(obj).__name__] += 1
-    return counts
-
-
-class LogTally(logging.Handler):
-    """The SDK's log as an application would handle it: formatted, counted, not kept.
-
-    (pytest's own capture keeps every record, and a record's args keep a logged error, its
-    traceback and that traceback's frames alive: that would show up as held memory.)
-    """
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.counts: Counter[str] = Counter()
-        self.last: deque[str] = deque(maxlen=5)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.counts[record.levelname] += 1
-        if record.levelno >= logging.WARNING:
-            self.last.append(self.format(record)[:200])
-
-    @contextlib.contextmanager
-    def alone(self) -> Iterator[None]:
-        """Be the SDK logger's only handler for a while.
-
-        pytest attaches its capture to non-propagating loggers too, when the test's call
-        begins (after fixtures), so it is taken off here and put back afterwards.
-        """
-        logger = logging.getLogger("devin_async")
-        others = [h for h in logger.handlers if h is not self]
-        for handler in others:
-            logger.removeHandler(handler)
-        try:
-            yield
-        finally:
-            for handler in others:
-                logger.addHandler(handler)
 
 
 @pytest.fixture
@@ -305,10 +108,6 @@ def sdk_log() -> Iterator[LogTally]:
     yield tally
     logger.removeHandler(tally)
     logger.propagate, logger.level = propagate, level
-
-
-def mib(n: float) -> str:
-    return f"{n / 1024 / 1024:.1f} MiB"
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -327,7 +126,8 @@ async def test_soak(child: tuple[Child, dict[str, Any], Plan], sdk_log: LogTally
     client = DevinClient(
         hello["api_key"], org_id=hello["org_id"], base_url=hello["url"],
         poll=PollPolicy(initial=0.15, max=0.5, multiplier=1.5, jitter=0.1),
-        retry=RetryPolicy(max_attempts=10, initial_backoff=0.01, max_backoff=0.4, deadline=60),
+        retry=RetryPolicy(max_attempts=10, initial_backoff=0.01, max_backoff=0.4, deadline=60,
+                          settle=plan.settle),
         timeouts=Timeouts(connect=2.0, read=5.0, total=10.0),
     )
     # Compact records, so the test's own bookkeeping hardly moves the RSS it measures:
@@ -340,6 +140,7 @@ async def test_soak(child: tuple[Child, dict[str, Any], Plan], sdk_log: LogTally
     restarts: list[float] = []
     created_at: list[float] = []
     censuses: list[Counter[str]] = []
+    idle_closes: list[int] = []
     restart_now = asyncio.Event()
     creates_done = asyncio.Event()
     start = time.monotonic()
@@ -391,6 +192,7 @@ async def test_soak(child: tuple[Child, dict[str, Any], Plan], sdk_log: LogTally
         # follows, up to when the last session is due to end.
         await restart_now.wait()
         await restart(1)
+        idle_closes.append((await server.command("idle off"))["idle_closes"])
         await creates_done.wait()
         censuses.append(census())  # at warm-up
         done = created_at[0]
@@ -419,6 +221,10 @@ async def test_soak(child: tuple[Child, dict[str, Any], Plan], sdk_log: LogTally
             async with asyncio.timeout(plan.wall_limit):
                 await asyncio.gather(watch(), create(), close_when_done())
                 await restarter
+                for _ in range(200):  # a run slowed by a busy machine: measure a bit longer
+                    if sum(at >= max(restarts[0], created_at[0]) for at, _ in samples) >= 10:
+                        break
+                    await asyncio.sleep(0.05)
             censuses.append(census())  # at the end, the client still open
     finally:
         sampler.cancel()
@@ -436,18 +242,27 @@ async def test_soak(child: tuple[Child, dict[str, Any], Plan], sdk_log: LogTally
     transport = client.transport
     assert isinstance(transport, AiohttpTransport) and transport.session is None
 
-    # -- exactly the 500 sessions asked for, each once
+    # -- exactly N sessions the SDK did not terminate: one per token, one per prompt. A lagging
+    #    index may let a resend make a duplicate; the SDK terminates it, keeping the oldest.
     assert create_errors == []
     assert len(created) == plan.creates
     assert len({s.session_id for s in created}) == plan.creates
-    tokens = Counter(summary["tokens"])
-    assert len(tokens) == plan.creates and set(tokens.values()) == {1}
-    assert {f"devin-async-token:{s.client_token}" for s in created} == set(tokens)
-    assert len(summary["states"]) == plan.watched + plan.creates
-    assert summary["scripts_left"] == 0  # no create consumed a second script
+    terminated = set(summary["terminated"])
+    tokens: dict[str, str] = summary["tokens"]  # every created session (duplicates too)
+    live = {sid: tag for sid, tag in tokens.items() if sid not in terminated}
+    assert len(live) == plan.creates and len(set(live.values())) == plan.creates
+    assert {s.session_id for s in created} == set(live)
+    assert {f"devin-async-token:{s.client_token}" for s in created} == set(live.values())
+    assert terminated <= set(tokens)  # only duplicates were terminated...
+    assert {tokens[sid] for sid in terminated} <= set(live.values())  # ...of a kept session
+    prompts = summary["prompts"]
+    assert sorted(prompts[sid] for sid in live) == sorted(f"soak {i}" for i in range(plan.creates))
+    assert len(summary["states"]) == plan.watched + plan.creates + len(terminated)
+    assert summary["scripts_left"] == plan.spare_scripts - len(terminated)
 
-    # -- every final state observed, every event consistent, none twice
-    final = {sid: (status, detail) for sid, (status, detail) in summary["states"].items()}
+    # -- every final state observed, every event consistent, none twice, none backwards
+    final = {sid: (status, detail) for sid, (status, detail) in summary["states"].items()
+             if sid not in terminated}
     assert set(watcher.sessions) == set(final), (
         set(final) - set(watcher.sessions), watcher.not_found, len(watcher.watched))
     assert {sid: s.state for sid, s in watcher.sessions.items()} == final
@@ -455,16 +270,26 @@ async def test_soak(child: tuple[Child, dict[str, Any], Plan], sdk_log: LogTally
     assert set(events) == set(final)
     for sid, seen in events.items():
         states = [state for state, _, _, _ in seen]
+        stamps = [stamp for _, _, stamp, _ in seen]
         assert not any(gone for _, _, _, gone in seen)
         assert seen[0][1] is None  # the first sighting has no previous
         for before, after in itertools.pairwise(seen):
             assert after[1] == before[0] != after[0]  # previous is the event before; a change
         assert len({(state, stamp) for state, _, stamp, _ in seen}) == len(seen)  # none twice
+        assert stamps == sorted(stamps), (sid, states, stamps)  # never back in time
+        assert sum(status in ("exit", "error") for status, _ in states) == 1, (sid, states)
         assert states[-1] == final[sid]
         if sid in expected:
             assert is_subsequence(states, expected[sid]), (sid, states)
         else:
             assert any(is_subsequence(states, list(shape)) for shape in create_shapes), states
+
+    # -- the new fault classes really happened
+    looks = summary["lookups"]  # per create that acted but lost its answer
+    missed_first = sum(1 for n in looks.values() if n >= 2)
+    assert missed_first >= 1, looks  # the lagging index hid a create from its first look-up
+    assert summary["stale_behind"] >= 1  # stale answers showed states older than current
+    assert idle_closes and idle_closes[0] >= 1  # connections were closed under the client
 
     # -- nothing piles up: the SDK holds one Session per watched id (and we hold the created);
     #    counted against what the process held before the run (other tests' leftovers).
@@ -477,8 +302,7 @@ async def test_soak(child: tuple[Child, dict[str, Any], Plan], sdk_log: LogTally
     assert summary["restarts"] == plan.restarts == len(restarts)
     # Warm-up: every create done, every session seen, the first restart survived.
     warm_at = max(restarts[0], created_at[0])
-    settled = [value for at, value in samples if at >= warm_at]
-    assert len(settled) >= 10, "the run was too short to measure memory after warm-up"
+    settled = [value for at, value in samples if at >= warm_at] or [0]
     warm = settled[0]
     growth = max(settled) - warm
     timeline = [samples[round(i * (len(samples) - 1) / 5)] for i in range(6)]
@@ -491,6 +315,13 @@ async def test_soak(child: tuple[Child, dict[str, Any], Plan], sdk_log: LogTally
         "sessions created": len(created),
         "restarts at": ", ".join(f"{t:.2f} s" for t in restarts),
         "faults injected": summary["faults"],
+        "index lag / stale replica": (
+            f"{plan.index_lag_real:g} s / {plan.stale_fraction:.0%} of reads "
+            f"{plan.stale_real:g} s behind (real; x{scale:g} on the server)"),
+        "lost creates found (late)": f"{len(looks)} ({missed_first} after a missed look-up)",
+        "duplicates terminated": len(terminated),
+        "stale answers (behind)": f"{summary['stale_answers']} ({summary['stale_behind']})",
+        "idle closes": idle_closes[0],
         "server requests": summary["stats"].get("requests"),
         "server 429s/5xx/drops": (
             f"{summary['stats'].get('status_429', 0)}/"
@@ -508,10 +339,5 @@ async def test_soak(child: tuple[Child, dict[str, Any], Plan], sdk_log: LogTally
         "live objects at warm-up": dict(sorted((warm_census - start_census).items())),
         "live objects at the end": dict(sorted(grown.items())),
     })
+    assert len(settled) >= 10, "the run was too short to measure memory after warm-up"
     assert growth < RSS_BUDGET or rss_start == 0, soak_report
-
-
-def is_subsequence(seen: list[State], script_states: list[State]) -> bool:
-    """Whether `seen` appears in `script_states` in order (changes may be skipped, not invented)."""
-    remaining = iter(script_states)
-    return all(any(state == candidate for candidate in remaining) for state in seen)

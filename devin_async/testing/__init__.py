@@ -28,6 +28,10 @@ Behaviour worth knowing:
 - A session created with `structured_output_schema` reports `output_generator(schema)` (or what
   `set_structured_output` set) once it reached running/finished.
 - `index_lag` (server seconds): the session and insights lists answer as of that long ago.
+- `stale_fraction`/`stale_by`: that share of session get/list answers comes from a replica
+  `stale_by` server seconds behind (states and `updated_at` of then, a session never older than
+  its creation). `close_idle_after` (real seconds): the socket front closes each keep-alive
+  connection that long after its last answer if no request came, without `Connection: close`.
 - Downloads answer 307 to the bucket origin (its own port; `https://bucket.fake.invalid` in
   process), which refuses any request carrying Authorization (`bucket_saw_authorization`);
   `download_mode="direct"` answers the bytes. Secret values never reach the log or an answer.

@@ -57,10 +57,31 @@ class SessionsApi:
 
     def list_sessions(self, call: Call) -> Any:
         query = parse_list_query(call.query)
-        return list_sessions(self.store, query, self.store.clock.now())
+        store = self.store
+        behind = store.replica.lag()
+        now = store.clock.now()
+        if behind is None:
+            return list_sessions(store, query, now)
+        page = list_sessions(store, query, now, lag=store.index_lag + behind)
+        self._count_behind([item for item in page["items"]], now)
+        return page
 
     def get(self, call: Call) -> Any:
-        return self._session(self._record(call), full=True)
+        record = self._record(call)
+        behind = self.store.replica.lag()
+        if behind is None:
+            return self._session(record, full=True)
+        now = self.store.clock.now()
+        at = max(record.created, now - behind)  # as a stale replica has it
+        session = self.store.render(record, at, full=True, as_of=True)
+        self._count_behind([session], now)
+        return session
+
+    def _count_behind(self, items: list[dict[str, Any]], now: float) -> None:
+        records = self.store.records
+        if any((item["status"], item["status_detail"])
+               != records[item["session_id"]].timeline.state(now) for item in items):
+            self.store.replica.behind += 1
 
     def terminate(self, call: Call) -> Any:
         errors: list[dict[str, Any]] = []

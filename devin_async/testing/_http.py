@@ -12,6 +12,7 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from ._attachments import AttachmentStore
 from ._dispatch import Dispatcher, Incoming
+from ._hostile import IdleClose
 
 MAX_BODY = 64 * 1024 * 1024
 """Largest request body either app reads (aiohttp's default, 1 MiB, is too small for uploads)."""
@@ -28,9 +29,11 @@ def _origin(request: web.Request) -> str:
 class ApiFrontend:
     """The aiohttp handler behind every path of the API origin."""
 
-    def __init__(self, dispatcher: Dispatcher, bucket_origin: str) -> None:
+    def __init__(self, dispatcher: Dispatcher, bucket_origin: str,
+                 idle: IdleClose | None = None) -> None:
         self.dispatcher = dispatcher
         self.bucket_origin = bucket_origin
+        self.idle = idle
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
@@ -38,6 +41,9 @@ class ApiFrontend:
         return app
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        idle = self.idle
+        if idle is not None:
+            idle.busy(request.transport)
         incoming = Incoming(
             method=request.method, path=request.path,
             query=MultiDictProxy(MultiDict(request.query)),
@@ -49,7 +55,18 @@ class ApiFrontend:
             if request.transport is not None:
                 request.transport.close()
             return web.Response(status=204)
-        return web.Response(status=outcome.status, body=outcome.body, headers=outcome.headers)
+        response = web.Response(status=outcome.status, body=outcome.body, headers=outcome.headers)
+        transport = request.transport
+        if idle is not None and idle.after is not None and transport is not None \
+                and not transport.is_closing():
+            # Written here, so that the idle clock starts once the answer is on its way.
+            try:
+                await response.prepare(request)
+                await response.write_eof()
+            except ConnectionError:
+                return response  # the client went away meanwhile
+            idle.answered(transport)
+        return response
 
 
 class BucketFrontend:

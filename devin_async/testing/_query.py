@@ -152,10 +152,14 @@ def _page(keys: list[tuple[int, str]], query: ListQuery) -> tuple[list[tuple[int
 
 
 def list_sessions(store: SessionStore, query: ListQuery, now: float,
-                  render: Render | None = None) -> dict[str, Any]:
-    """Return one SessionListPage (items by `render`, default SessionResponse) at `now`."""
-    if store.index_lag > 0:
-        at = now - store.index_lag
+                  render: Render | None = None, *, lag: float | None = None) -> dict[str, Any]:
+    """Return one SessionListPage (items by `render`, default SessionResponse) at `now`.
+
+    `lag`: server seconds the answer is behind (default `store.index_lag`).
+    """
+    lag = store.index_lag if lag is None else lag
+    if lag > 0:
+        at = now - lag
         seen = _lagged_keys(store, query, at)
         shown, more = _page(seen, query)
         lagged = render or (lambda r, t: store.render(r, t, full=True, as_of=True))

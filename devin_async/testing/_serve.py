@@ -21,7 +21,8 @@ def serve_forever(
 ) -> None:
     """Serve a FakeDevinServer until Ctrl-C or SIGTERM (blocking); print one line saying where.
 
-    `options` are further FakeDevinServer keywords (index_lag, download_mode, error_style, ...).
+    `options` are further FakeDevinServer keywords (index_lag, stale_fraction, stale_by,
+    close_idle_after, download_mode, error_style, ...).
     """
     asyncio.run(_serve(host, port, time_scale=time_scale, rate_limit=rate_limit, api_key=api_key,
                        org_id=org_id, seed=seed, **options))

@@ -22,6 +22,7 @@ from ._attachments import AttachmentStore
 from ._auth import ALL_PERMISSIONS, PrincipalType, TokenRegistry
 from ._dispatch import Dispatcher, ErrorStyle
 from ._faults import DEFAULT_RANDOM_KINDS, DropKind, Fault, FaultBook, MalformedKind, RandomFaults
+from ._hostile import HostileControls, IdleClose, StaleReplica
 from ._http import ApiFrontend, BucketFrontend
 from ._inprocess import InProcessTransport
 from ._instances import instance_for
@@ -53,7 +54,7 @@ class SessionsView(Mapping[str, dict[str, Any]]):
         return len(self._store.records)
 
 
-class FakeDevinServer(ActivityControls):
+class FakeDevinServer(ActivityControls, HostileControls):
     """A fake Devin organization serving the v3beta1 and v3 session endpoints on 127.0.0.1.
 
     Args:
@@ -74,6 +75,11 @@ class FakeDevinServer(ActivityControls):
             output unless `set_structured_output` gives one.
         download_mode: "redirect" (307 to the bucket origin) or "direct" (200 with the bytes).
         attachment_url_ttl: real seconds a presigned bucket URL stays valid.
+        stale_fraction, stale_by: a `stale_fraction` of session get/list answers come from a
+            replica `stale_by` server seconds behind (a get shows the session as it was then, a
+            list lags that much more than `index_lag`); both settable later.
+        close_idle_after: real seconds after an answer that the socket front closes an idle
+            keep-alive connection, without `Connection: close` (None: never); settable later.
     """
 
     def __init__(
@@ -84,6 +90,7 @@ class FakeDevinServer(ActivityControls):
         max_log: int = 10_000, batch_children: int = 3, error_style: ErrorStyle = "fastapi",
         index_lag: float = 0.0, output_generator: OutputGenerator | None = instance_for,
         download_mode: DownloadMode = "redirect", attachment_url_ttl: float = 60.0,
+        stale_fraction: float = 0.0, stale_by: float = 0.0, close_idle_after: float | None = None,
     ) -> None:
         if index_lag < 0:
             raise ValueError("index_lag must be >= 0 server seconds")
@@ -103,6 +110,8 @@ class FakeDevinServer(ActivityControls):
         self._faults = FaultBook()
         self._limiter = RateLimiter(self.clock.real, rate_limit, rate_limit_burst)
         self._log = RequestLog(max_log)
+        self._store.replica = StaleReplica(stale_fraction, stale_by, seed=seed)
+        self._idle = IdleClose(close_idle_after, self._log)
         self._attachments = AttachmentStore(rng=random.Random(f"attachments:{seed}"),
                                             clock=self.clock.real, ttl=attachment_url_ttl)
         self._store.uploaded = self._attachments.by_url
@@ -145,7 +154,7 @@ class FakeDevinServer(ActivityControls):
                                self._bucket_port)
         try:
             self._bucket_port = _bound_port(bucket)
-            api = ApiFrontend(self._dispatcher, self.bucket_url).app()
+            api = ApiFrontend(self._dispatcher, self.bucket_url, self._idle).app()
             runner = await _listen(api, self.host, self._port)
         except BaseException:
             await bucket.cleanup()
@@ -348,7 +357,8 @@ class FakeDevinServer(ActivityControls):
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters: requests, status_NNN, creates, rate_limited, faults, fault_KIND, drops."""
+        """Counters: requests, status_NNN, creates, rate_limited, faults, fault_KIND, drops,
+        idle_closes (connections `close_idle_after` closed)."""
         return dict(self._log.stats)
 
     def reset_stats(self) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from ._errors import ApiError, ValidationFailed, field_error
 from ._events import EventMaker
+from ._hostile import StaleReplica
 from ._lifecycle import (
     AWAKE,
     SETTLE_MESSAGES,
@@ -70,6 +71,8 @@ class SessionStore:
         self.batch_children = batch_children
         self.events = EventMaker(event_rng or random.Random(0), event_seed)
         self.index_lag = index_lag
+        #: Answers some session reads from a replica behind the writes (see `_hostile`).
+        self.replica = StaleReplica(0.0, 0.0, seed=event_seed)
         self.output_generator = output_generator
         self.records: dict[str, SessionRecord] = {}
         self.order: list[tuple[int, str]] = []
