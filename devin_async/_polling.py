@@ -223,6 +223,12 @@ class Poller:
                 self._wait = max(jittered(self._policy, self._interval), hint)
                 continue
             self._log.success()
+            last = self.last_session
+            if last is not None and session.updated_at < last.updated_at:
+                # A stale replica's answer: a session never goes back in time.
+                self._interval = self._policy.next_interval(self._interval)
+                self._wait = max(jittered(self._policy, self._interval), reply.retry_after or 0.0)
+                continue
             self._log.session(session)
             self.last_session = session
             changed = session.state != self._reported
