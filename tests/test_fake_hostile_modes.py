@@ -181,3 +181,11 @@ async def test_the_sdk_survives_a_server_closing_idle_connections() -> None:
         # One create met a connection closed under it (then the SDK goes on fresh connections).
         assert server.stats["idle_closes"] >= 1
         assert server.session_count == server.stats["creates"] == 15  # none made twice
+
+
+@pytest.mark.parametrize("step", ["running", ("running", "working"), ("running", "working", "x"),
+                                  (1, None, 2.0), ("running", 3, 2.0)])
+def test_a_malformed_script_step_is_a_clear_value_error(step: object) -> None:
+    server = FakeDevinServer()
+    with pytest.raises(ValueError, match="script step 1"):
+        server.script([("running", "working", 1.0), step])  # type: ignore[list-item]

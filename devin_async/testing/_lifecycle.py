@@ -55,8 +55,23 @@ StepLike = Step | tuple[str, str | None, float]
 
 def as_steps(steps: Iterable[StepLike]) -> list[Step]:
     """Normalise `Step`s or `(status, status_detail, at_seconds)` tuples, sorted by `at`."""
-    out = [s if isinstance(s, Step) else Step(s[0], s[1], float(s[2])) for s in steps]
-    if any(s.at < 0 for s in out):
+    out = []
+    for n, step in enumerate(steps):
+        if isinstance(step, Step):
+            out.append(step)
+            continue
+        try:
+            status, detail, at = step
+            parsed = Step(status, detail, float(at))
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"script step {n} must be a Step or a (status, status_detail, at_seconds) "
+                f"tuple, e.g. ('running', 'working', 5.0); got {step!r}") from None
+        if not isinstance(status, str) or not (detail is None or isinstance(detail, str)):
+            raise ValueError(f"script step {n}: status must be a string and status_detail a "
+                             f"string or None; got {step!r}")
+        out.append(parsed)
+    if any(s.at < 0 or s.at != s.at for s in out):
         raise ValueError("script steps need at >= 0")
     return sorted(out, key=lambda s: s.at)
 
