@@ -78,6 +78,8 @@ class WatchStats:
     delta_abandoned: int = 0
     #: Sessions found by the tag listing or as children, not passed in.
     discovered: int = 0
+    #: Sightings ignored as older than one already reported (a stale replica's answers).
+    stale_ignored: int = 0
 
 
 @attrs.define

@@ -82,6 +82,7 @@ class WatchSet:
         known = self.known.get(sid)
         self.suspects.discard(sid)
         if known is not None and session.updated_at < known[2]:
+            self.stats.stale_ignored += 1
             return False  # a stale replica's answer: a session never goes back in time
         previous = self.sessions.get(sid)
         self.sessions[sid] = session

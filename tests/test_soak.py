@@ -289,6 +289,7 @@ async def test_soak(child: tuple[Child, dict[str, Any], Plan], sdk_log: LogTally
     missed_first = sum(1 for n in looks.values() if n >= 2)
     assert missed_first >= 1, looks  # the lagging index hid a create from its first look-up
     assert summary["stale_behind"] >= 1  # stale answers showed states older than current
+    assert watcher.stats.stale_ignored >= 1  # and the watcher set them aside (no event)
     assert idle_closes and idle_closes[0] >= 1  # connections were closed under the client
 
     # -- nothing piles up: the SDK holds one Session per watched id (and we hold the created);
@@ -328,6 +329,7 @@ async def test_soak(child: tuple[Child, dict[str, Any], Plan], sdk_log: LogTally
             f"{sum(v for k, v in summary['stats'].items() if k.startswith('status_5'))}/"
             f"{summary['stats'].get('drops', 0)}"),
         "watch cycles (failed)": f"{watcher.stats.cycles} ({watcher.stats.failed_cycles})",
+        "stale sightings ignored": watcher.stats.stale_ignored,
         "SDK log records": dict(sorted(sdk_log.counts.items())),
         "client RSS start": mib(rss_start),
         "client RSS after warm-up": mib(warm),
