@@ -230,4 +230,5 @@ def test_the_entry_point_is_installed_with_this_tree() -> None:
         assert _entry_point_installed()
         assert not PLUGIN_ARGS  # the runs above loaded the plugin through the entry point
     else:  # another checkout's install (a worktree): its metadata may predate the entry point
-        assert PLUGIN_ARGS == (() if _entry_point_installed() else ("-p", ENTRY_POINT[1]))
+        named = () if _entry_point_installed() else ("-p", ENTRY_POINT[1])
+        assert named == PLUGIN_ARGS
