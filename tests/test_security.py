@@ -123,7 +123,8 @@ def test_a_malformed_key_is_refused_without_echoing_it(bad_key: str) -> None:
 # -- a full run at DEBUG ---------------------------------------------------------------------
 
 FAST = PollPolicy(initial=0.01, max=0.05, multiplier=2.0, jitter=0.0)
-QUICK_RETRY = RetryPolicy(initial_backoff=0.001, max_backoff=0.005)
+#: The fake's lists do not lag: a create's token look-ups need not keep looking for 3 s.
+QUICK_RETRY = RetryPolicy(initial_backoff=0.001, max_backoff=0.005, settle=0.05)
 SCRIPT = [("new", None, 0.0), ("running", "working", 0.02), ("running", "finished", 0.05)]
 
 
