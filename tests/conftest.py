@@ -2,7 +2,9 @@
 
 Fixtures: `clock` (one `FakeClock`), `org` (a `StubOrg`: a scripted org implementing
 `Transport`), `client` (a DevinClient on `org` and `clock`), `server` (a running
-`FakeDevinServer` on `clock`) and `served` (a DevinClient bound to `server`, on `clock`).
+`FakeDevinServer` on `clock`), `served` (a DevinClient bound to `server`, on `clock`) and
+`cli_clock` (the CLI's clients, run in-process through `amain`, get `clock`: their poll and
+retry sleeps move it at once; a FakeDevinServer given `clock=clock` then lives on it too).
 
 The JSON codec: the suite runs on the standard library's (what a plain install uses) unless
 DEVIN_ASYNC_JSON says otherwise; `tests/test_codec.py` runs its cases on both codecs.
@@ -72,3 +74,13 @@ async def served(clock: FakeClock, server: FakeDevinServer) -> AsyncIterator[Dev
     async with DevinClient(server.api_key, org_id=server.org_id, base_url=server.url,
                            poll=policy, clock=clock, sleep=clock.sleep) as c:
         yield c
+
+
+@pytest.fixture
+def cli_clock(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    from devin_async._cli import _commands
+
+    make_client = _commands.make_client  # every command gets its client here, at call time
+    monkeypatch.setattr(_commands, "make_client", lambda args, **kw: make_client(
+        args, **{"clock": clock, "sleep": clock.sleep, **kw}))
+    return clock
