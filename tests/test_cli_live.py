@@ -31,6 +31,8 @@ from rich.console import Console
 from devin_async._cli import amain, main
 from devin_async.testing import FakeDevinServer
 
+from .helpers import FakeClock
+
 FAST = ["--poll-interval", "0.05"]
 WORKING_FOREVER = [("running", "working", 0.0)]
 SETTLES = [("claimed", None, 0.0), ("running", "working", 2.0), ("running", "finished", 8.0)]
@@ -74,9 +76,11 @@ def terminal(width: int) -> tuple[Console, io.StringIO]:
 
 
 @pytest.fixture
-async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDevinServer]:
+async def server(monkeypatch: pytest.MonkeyPatch,
+                 cli_clock: FakeClock) -> AsyncIterator[FakeDevinServer]:
+    # The server and the CLI's clients share a FakeClock: a poll's sleep moves the session on.
     monkeypatch.delenv("NO_COLOR", raising=False)
-    async with FakeDevinServer(time_scale=20.0, seed=1) as fake:
+    async with FakeDevinServer(time_scale=20.0, seed=1, clock=cli_clock) as fake:
         monkeypatch.setenv("DEVIN_API_KEY", fake.api_key)
         monkeypatch.setenv("DEVIN_ORG_ID", fake.org_id)
         monkeypatch.setenv("DEVIN_BASE_URL", fake.url)
