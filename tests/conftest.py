@@ -9,6 +9,11 @@ retry sleeps move it at once; a FakeDevinServer given `clock=clock` then lives o
 The JSON codec: the suite runs on the standard library's (what a plain install uses) unless
 DEVIN_ASYNC_JSON says otherwise; `tests/test_codec.py` runs its cases on both codecs.
 
+Child interpreters (the CLI, README examples, crash and plugin runs): where this environment
+forbids writing bytecode next to the sources (PYTHONDONTWRITEBYTECODE), each child would compile
+the whole package again (~0.5 s each); for the session they share a bytecode cache in a temporary
+directory instead (PYTHONPYCACHEPREFIX), so the tree stays free of .pyc files either way.
+
 aioresponses 0.7.9 builds `ClientResponse` without the `stream_writer` argument that aiohttp 3.14
 made required (aioresponses issue #289). We keep `aiohttp>=3.9` for users and give aioresponses a
 response class that fills the argument in, only when the installed aiohttp needs it.
@@ -18,8 +23,9 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import types
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aioresponses.core
@@ -44,6 +50,20 @@ if "stream_writer" in inspect.signature(ClientResponse.__init__).parameters:
 
 # The default codec is chosen once, on first use: make it the stdlib's unless asked otherwise.
 os.environ.setdefault("DEVIN_ASYNC_JSON", "json")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def child_bytecode_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    if not sys.dont_write_bytecode or "PYTHONPYCACHEPREFIX" in os.environ:
+        yield
+        return
+    mp = pytest.MonkeyPatch()
+    mp.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    mp.setenv("PYTHONPYCACHEPREFIX", str(tmp_path_factory.mktemp("pycache")))
+    try:
+        yield
+    finally:
+        mp.undo()
 
 
 @pytest.fixture
