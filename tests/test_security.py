@@ -69,12 +69,13 @@ from devin_async.testing import FakeDevinServer
 
 from .helpers import JSON as JSON_HEADERS
 from .helpers import FakeClock, ThreadedServer, parse_call, session_json
+from .properties import examples
 
 KEY = "cog_SECRETdistinctKEY_ZX81"
 OTHER_KEY = "cog_SECRETotherKEY_QQ42"
 #: The parts that must never show: the whole keys and their distinctive middles.
 SECRETS = (KEY, OTHER_KEY, "SECRETdistinctKEY", "SECRETotherKEY")
-PROPERTY = settings(max_examples=150, deadline=None,
+PROPERTY = settings(max_examples=examples(150), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
