@@ -2,10 +2,17 @@
 
 Fixtures: `clock` (one `FakeClock`), `org` (a `StubOrg`: a scripted org implementing
 `Transport`), `client` (a DevinClient on `org` and `clock`), `server` (a running
-`FakeDevinServer` on `clock`) and `served` (a DevinClient bound to `server`, on `clock`).
+`FakeDevinServer` on `clock`), `served` (a DevinClient bound to `server`, on `clock`) and
+`cli_clock` (the CLI's clients, run in-process through `amain`, get `clock`: their poll and
+retry sleeps move it at once; a FakeDevinServer given `clock=clock` then lives on it too).
 
 The JSON codec: the suite runs on the standard library's (what a plain install uses) unless
 DEVIN_ASYNC_JSON says otherwise; `tests/test_codec.py` runs its cases on both codecs.
+
+Child interpreters (the CLI, README examples, crash and plugin runs): where this environment
+forbids writing bytecode next to the sources (PYTHONDONTWRITEBYTECODE), each child would compile
+the whole package again (~0.5 s each); for the session they share a bytecode cache in a temporary
+directory instead (PYTHONPYCACHEPREFIX), so the tree stays free of .pyc files either way.
 
 aioresponses 0.7.9 builds `ClientResponse` without the `stream_writer` argument that aiohttp 3.14
 made required (aioresponses issue #289). We keep `aiohttp>=3.9` for users and give aioresponses a
@@ -16,8 +23,9 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import types
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aioresponses.core
@@ -42,6 +50,20 @@ if "stream_writer" in inspect.signature(ClientResponse.__init__).parameters:
 
 # The default codec is chosen once, on first use: make it the stdlib's unless asked otherwise.
 os.environ.setdefault("DEVIN_ASYNC_JSON", "json")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def child_bytecode_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    if not sys.dont_write_bytecode or "PYTHONPYCACHEPREFIX" in os.environ:
+        yield
+        return
+    mp = pytest.MonkeyPatch()
+    mp.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    mp.setenv("PYTHONPYCACHEPREFIX", str(tmp_path_factory.mktemp("pycache")))
+    try:
+        yield
+    finally:
+        mp.undo()
 
 
 @pytest.fixture
@@ -72,3 +94,13 @@ async def served(clock: FakeClock, server: FakeDevinServer) -> AsyncIterator[Dev
     async with DevinClient(server.api_key, org_id=server.org_id, base_url=server.url,
                            poll=policy, clock=clock, sleep=clock.sleep) as c:
         yield c
+
+
+@pytest.fixture
+def cli_clock(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    from devin_async._cli import _commands
+
+    make_client = _commands.make_client  # every command gets its client here, at call time
+    monkeypatch.setattr(_commands, "make_client", lambda args, **kw: make_client(
+        args, **{"clock": clock, "sleep": clock.sleep, **kw}))
+    return clock

@@ -22,6 +22,8 @@ from devin_async._cli import _commands, amain, build_parser, main
 from devin_async._cli._display import Output
 from devin_async.testing import FakeDevinServer
 
+from .helpers import FakeClock
+
 FAST = ["--poll-interval", "0.05"]
 WORKING_FOREVER = [("running", "working", 0.0)]
 SETTLES = [("claimed", None, 0.0), ("running", "working", 2.0), ("running", "finished", 8.0)]
@@ -29,8 +31,10 @@ FAILS = [("running", "working", 0.0), ("error", "error", 6.0)]
 
 
 @pytest.fixture
-async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDevinServer]:
-    async with FakeDevinServer(time_scale=20.0, seed=1) as fake:
+async def server(monkeypatch: pytest.MonkeyPatch,
+                 cli_clock: FakeClock) -> AsyncIterator[FakeDevinServer]:
+    # The server and the CLI's clients share a FakeClock: a poll's sleep moves the session on.
+    async with FakeDevinServer(time_scale=20.0, seed=1, clock=cli_clock) as fake:
         monkeypatch.setenv("DEVIN_API_KEY", fake.api_key)
         monkeypatch.setenv("DEVIN_ORG_ID", fake.org_id)
         monkeypatch.setenv("DEVIN_BASE_URL", fake.url)

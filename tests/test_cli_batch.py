@@ -18,12 +18,16 @@ from devin_async._cli._batch import allowed_keys
 from devin_async._cli._watching import ids_from_text
 from devin_async.testing import FakeDevinServer
 
+from .helpers import FakeClock
+
 FAST = ["--poll-interval", "0.05"]
 
 
 @pytest.fixture
-async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDevinServer]:
-    async with FakeDevinServer(time_scale=20.0, seed=3) as fake:
+async def server(monkeypatch: pytest.MonkeyPatch,
+                 cli_clock: FakeClock) -> AsyncIterator[FakeDevinServer]:
+    # The server and the CLI's clients share a FakeClock: a poll's sleep moves the session on.
+    async with FakeDevinServer(time_scale=20.0, seed=3, clock=cli_clock) as fake:
         monkeypatch.setenv("DEVIN_API_KEY", fake.api_key)
         monkeypatch.setenv("DEVIN_ORG_ID", fake.org_id)
         monkeypatch.setenv("DEVIN_BASE_URL", fake.url)

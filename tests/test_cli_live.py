@@ -17,7 +17,6 @@ import re
 import select
 import signal
 import struct
-import subprocess
 import sys
 import termios
 import threading
@@ -30,6 +29,8 @@ from rich.console import Console
 
 from devin_async._cli import amain, main
 from devin_async.testing import FakeDevinServer
+
+from .helpers import FakeClock
 
 FAST = ["--poll-interval", "0.05"]
 WORKING_FOREVER = [("running", "working", 0.0)]
@@ -74,9 +75,11 @@ def terminal(width: int) -> tuple[Console, io.StringIO]:
 
 
 @pytest.fixture
-async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDevinServer]:
+async def server(monkeypatch: pytest.MonkeyPatch,
+                 cli_clock: FakeClock) -> AsyncIterator[FakeDevinServer]:
+    # The server and the CLI's clients share a FakeClock: a poll's sleep moves the session on.
     monkeypatch.delenv("NO_COLOR", raising=False)
-    async with FakeDevinServer(time_scale=20.0, seed=1) as fake:
+    async with FakeDevinServer(time_scale=20.0, seed=1, clock=cli_clock) as fake:
         monkeypatch.setenv("DEVIN_API_KEY", fake.api_key)
         monkeypatch.setenv("DEVIN_ORG_ID", fake.org_id)
         monkeypatch.setenv("DEVIN_BASE_URL", fake.url)
@@ -335,14 +338,20 @@ def test_without_rich_a_terminal_gets_plain_lines() -> None:
 
 
 @pytest.mark.parametrize("columns", [None, "60"])
-def test_not_a_terminal_gets_plain_lines(columns: str | None) -> None:
-    env = _env() if columns is None else _env(COLUMNS=columns)
-    result = subprocess.run(
-        [sys.executable, "-m", "devin_async", "demo", "--sessions", "3", "--time-scale", "200"],
-        capture_output=True, text=True, timeout=60, env=env)
-    assert result.returncode == 0 and result.stderr == ""
-    assert "\x1b" not in result.stdout
-    lines = result.stdout.splitlines()
+def test_not_a_terminal_gets_plain_lines(columns: str | None, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # In this process (`python -m devin_async` on a terminal is run above): stdout is captured,
+    # so not a terminal, as a pipe would be.
+    for name in ("NO_COLOR", "COLUMNS", "LINES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    if columns is not None:
+        monkeypatch.setenv("COLUMNS", columns)
+    code = main(["demo", "--sessions", "3", "--time-scale", "200"])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == ""
+    assert "\x1b" not in out
+    lines = out.splitlines()
     rows = [line.split() for line in lines if re.match(r"[12]  demo-0", line)]
     if columns is None:  # a pipe: nothing is cut, the ids are whole
         assert all(len(row[2]) == len("devin-") + 32 for row in rows) and len(rows) == 2

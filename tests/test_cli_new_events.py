@@ -20,6 +20,7 @@ from rich.console import Console
 from devin_async._cli import amain, main
 from devin_async.testing import FakeDevinServer
 
+from .helpers import FakeClock
 from .test_cli_live import screen, threaded_server
 
 FAST = ["--poll-interval", "0.05"]
@@ -30,10 +31,12 @@ LINE = re.compile(r"(\d\d:\d\d:\d\d)  (\S+) +(\S+) +(.*)")
 
 
 @pytest.fixture
-async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDevinServer]:
+async def server(monkeypatch: pytest.MonkeyPatch,
+                 cli_clock: FakeClock) -> AsyncIterator[FakeDevinServer]:
+    # The server and the CLI's clients share a FakeClock: a poll's sleep moves the session on.
     monkeypatch.delenv("COLUMNS", raising=False)
     monkeypatch.delenv("NO_COLOR", raising=False)
-    async with FakeDevinServer(time_scale=20.0, seed=3) as fake:
+    async with FakeDevinServer(time_scale=20.0, seed=3, clock=cli_clock) as fake:
         monkeypatch.setenv("DEVIN_API_KEY", fake.api_key)
         monkeypatch.setenv("DEVIN_ORG_ID", fake.org_id)
         monkeypatch.setenv("DEVIN_BASE_URL", fake.url)

@@ -17,13 +17,17 @@ import pytest
 from devin_async._cli import amain
 from devin_async.testing import FakeDevinServer
 
+from .helpers import FakeClock
+
 FAST = ["--poll-interval", "0.05"]
 SETTLES = [("running", "working", 0.0), ("running", "finished", 4.0)]
 
 
 @pytest.fixture
-async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDevinServer]:
-    async with FakeDevinServer(time_scale=20.0, seed=9) as fake:
+async def server(monkeypatch: pytest.MonkeyPatch,
+                 cli_clock: FakeClock) -> AsyncIterator[FakeDevinServer]:
+    # The server and the CLI's clients share a FakeClock: a poll's sleep moves the session on.
+    async with FakeDevinServer(time_scale=20.0, seed=9, clock=cli_clock) as fake:
         monkeypatch.setenv("DEVIN_API_KEY", fake.api_key)
         monkeypatch.setenv("DEVIN_ORG_ID", fake.org_id)
         monkeypatch.setenv("DEVIN_BASE_URL", fake.url)

@@ -104,11 +104,12 @@ def test_credentials_are_honoured(argv: list[str], env: dict[str, str]) -> None:
 
 def test_default_credentials_are_stable_for_a_seed() -> None:
     seen = []
-    for _ in range(2):
-        with serving("--seed", "7") as proc:
+    with serving("--seed", "7") as one, serving("--seed", "7") as two:  # two runs, side by side
+        for proc in (one, two):
             found = exported(Lines(proc.stdout))
-            seen.append((found["DEVIN_API_KEY"], found["DEVIN_ORG_ID"]))
-    assert seen[0] == seen[1]
+            seen.append((found["DEVIN_API_KEY"], found["DEVIN_ORG_ID"], found["DEVIN_BASE_URL"]))
+    assert seen[0][:2] == seen[1][:2]
+    assert seen[0][2] != seen[1][2]  # each on its own free port
 
 
 def test_log_prints_each_request() -> None:

@@ -29,6 +29,8 @@ from devin_async import (
 from devin_async._protocol import decode_error, decode_json
 from devin_async.testing import FakeDevinServer
 
+from .properties import examples
+
 CODECS = ["json", "orjson"]
 
 
@@ -54,7 +56,7 @@ _values = st.recursive(_leaves, lambda inner: st.one_of(
     max_leaves=20)
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=examples(300), deadline=None, derandomize=True)
 @given(_values)
 def test_codecs_read_and_write_the_same_data(value: Any) -> None:
     text = json.dumps(value)

@@ -42,6 +42,8 @@ from devin_async._protocol import (
     parse_tags,
 )
 
+from .properties import examples
+
 # A recorded sample: the OpenAPI description's SessionNew example plus get-only fields.
 SESSION: dict[str, Any] = {
     "session_id": "devin-abc123",
@@ -443,7 +445,7 @@ def _outcome(structure: Any, data: dict[str, Any]) -> Any:
         return "invalid"
 
 
-@settings(max_examples=int(os.environ.get("DEVIN_ASYNC_EXAMPLES", "400")), deadline=None,
+@settings(max_examples=int(os.environ.get("DEVIN_ASYNC_EXAMPLES", examples(400))), deadline=None,
           derandomize="DEVIN_ASYNC_EXAMPLES" not in os.environ)
 @given(_session_dicts())
 def test_inline_session_structurer_agrees_with_cattrs(data: dict[str, Any]) -> None:

@@ -23,6 +23,8 @@ from devin_async._output import structure_output
 from devin_async._schema import DRAFT_7, MAX_SCHEMA_BYTES, schema_for
 from devin_async.testing._instances import instance_for
 
+from .properties import examples
+
 
 class Color(enum.Enum):
     RED = "red"
@@ -440,7 +442,7 @@ def test_round_trip_keeps_values() -> None:
     assert (visit.notes, visit.color, visit.level) == ([], Color.GREEN, None)  # the defaults
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(cls=st.sampled_from(ROUND_TRIP), seed=st.integers(0, 2**32))
 def test_round_trip_any_seed(cls: type, seed: int) -> None:
     round_trip(cls, seed)
@@ -457,7 +459,7 @@ class Flat:
     flag: bool = False
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(value=st.from_type(Flat))
 def test_every_instance_of_the_class_fits_its_schema(value: Flat) -> None:
     raw = {**dataclasses.asdict(value), "color": value.color.value,

@@ -69,12 +69,13 @@ from devin_async.testing import FakeDevinServer
 
 from .helpers import JSON as JSON_HEADERS
 from .helpers import FakeClock, ThreadedServer, parse_call, session_json
+from .properties import examples
 
 KEY = "cog_SECRETdistinctKEY_ZX81"
 OTHER_KEY = "cog_SECRETotherKEY_QQ42"
 #: The parts that must never show: the whole keys and their distinctive middles.
 SECRETS = (KEY, OTHER_KEY, "SECRETdistinctKEY", "SECRETotherKEY")
-PROPERTY = settings(max_examples=150, deadline=None,
+PROPERTY = settings(max_examples=examples(150), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -123,7 +124,8 @@ def test_a_malformed_key_is_refused_without_echoing_it(bad_key: str) -> None:
 # -- a full run at DEBUG ---------------------------------------------------------------------
 
 FAST = PollPolicy(initial=0.01, max=0.05, multiplier=2.0, jitter=0.0)
-QUICK_RETRY = RetryPolicy(initial_backoff=0.001, max_backoff=0.005)
+#: The fake's lists do not lag: a create's token look-ups need not keep looking for 3 s.
+QUICK_RETRY = RetryPolicy(initial_backoff=0.001, max_backoff=0.005, settle=0.05)
 SCRIPT = [("new", None, 0.0), ("running", "working", 0.02), ("running", "finished", 0.05)]
 
 

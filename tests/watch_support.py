@@ -26,6 +26,9 @@ KEY = "cog_WATCHTESTKEYq7Zp"
 ORG = "org-watch"
 STEADY = PollPolicy(initial=1.0, max=1.0, multiplier=1.0, jitter=0.0)
 JSON = {"content-type": "application/json"}
+Step = tuple[float, str, "str | None"]
+#: Where a session is on its timeline: the current step, visible children, last change's time.
+Now = tuple[Step, list[str], float]
 
 
 class Clock:
@@ -83,15 +86,27 @@ class Org:
         self.stubs[sid].steps.append((self.clock.now + at, status, detail))
 
     def render(self, sid: str) -> dict[str, Any] | None:
+        found = self._now_of(sid)
+        return None if found is None else self._render(sid, *found)
+
+    def _now_of(self, sid: str) -> Now | None:
+        """Return the step `sid` is at now, its visible children and its last change's time."""
         stub = self.stubs[sid]
         now = self.clock.now
-        past = [s for s in stub.steps if s[0] <= now]
-        if not past:
+        current = None
+        for step in stub.steps:  # the last step in list order that has begun
+            if step[0] <= now:
+                current = step
+        if current is None:
             return None
-        at, status, detail = past[-1]
         kids = [k for k in stub.children or () if self.render_exists(k)]
         # A child appearing changes the parent's child_session_ids, so its updated_at too.
-        at = max([at, *(self.stubs[k].steps[0][0] for k in kids)])
+        at = max([current[0], *(self.stubs[k].steps[0][0] for k in kids)])
+        return current, kids, at
+
+    def _render(self, sid: str, current: Step, kids: list[str], at: float) -> dict[str, Any]:
+        stub = self.stubs[sid]
+        _, status, detail = current
         return {
             "session_id": sid, "url": f"https://app.devin.ai/sessions/{sid}", "status": status,
             "status_detail": detail, "tags": stub.tags, "org_id": self.org_id,
@@ -145,8 +160,16 @@ class Org:
         for sid in ids:
             if sid not in self.stubs or not tags.issubset(self.stubs[sid].tags):
                 continue
-            data = self.stale.pop(sid, None) or self.render(sid)
-            if data is not None and data["updated_at"] >= since and data["created_at"] >= created:
+            data = self.stale.pop(sid, None)
+            if data is None:
+                found = self._now_of(sid)
+                # A listing of the whole org mostly skips quiet sessions: check the stamps
+                # before building the session (the same test follows on the built one).
+                if found is None or self.epoch + int(found[2]) < since or (
+                        self.epoch + int(self.stubs[sid].steps[0][0]) < created):
+                    continue
+                data = self._render(sid, *found)
+            if data["updated_at"] >= since and data["created_at"] >= created:
                 items.append(data)
         items.sort(key=lambda d: (d["created_at"], d["session_id"]))
         start, first = int(q.get("after", "0")), int(q["first"])
