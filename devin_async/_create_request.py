@@ -311,7 +311,7 @@ class CreateSessionRequest:
                              f"{MAX_IDEMPOTENCY_KEY} characters")
 
     def to_body(self, *, tags: list[str] | None = None) -> dict[str, Any]:
-        """Return the JSON body: given fields only (never a null), then `extra` as it is.
+        """Return the JSON body: given fields only, never a null, then `extra`.
 
         `tags`, when given, replaces the request's tags in the body (the request is unchanged).
         """
@@ -324,7 +324,9 @@ class CreateSessionRequest:
             body["tags"] = tags
         if self.session_secrets is not None:
             body["session_secrets"] = [s.to_json() for s in self.session_secrets]
-        body.update(self.extra)  # sent unchanged: a null there is the caller's to send
+        for key, value in self.extra.items():
+            if value is not None:  # "no nulls" holds for the extra fields too
+                body[key] = value
         return body
 
 

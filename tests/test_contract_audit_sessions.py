@@ -94,10 +94,10 @@ async def test_create_accepts_a_request_object_and_extra() -> None:
         await client.sessions.create(CreateSessionRequest("Do", tags=["t"],
                                                           extra={"platform": "x"}))
         await client.sessions.create("Do", extra_body={"resumable": True, "nested": {"a": [1]}})
-        await client.sessions.create("Do", extra_body={"resumable": None})  # unchanged: a null
+        await client.sessions.create("Do", extra_body={"resumable": None})  # no nulls, ever
     assert sent_json(transport, 0) == {"prompt": "Do", "tags": ["t"], "platform": "x"}
     assert sent_json(transport, 1) == {"prompt": "Do", "resumable": True, "nested": {"a": [1]}}
-    assert sent_json(transport, 2) == {"prompt": "Do", "resumable": None}
+    assert sent_json(transport, 2) == {"prompt": "Do"}
 
 
 @pytest.mark.parametrize(("kwargs", "field"), [
