@@ -170,7 +170,7 @@ class AiohttpTransport:
 
     async def send(self, request: HTTPRequest, *, timeout: float) -> HTTPResponse:
         """Send one request; return the whole answer or raise APIConnectionError."""
-        return await self._exchange(request, timeout, self._whole)
+        return await self._exchange(request, timeout, None)
 
     async def stream(self, request: HTTPRequest, *, timeout: float,
                      sink: Callable[[bytes], Awaitable[None]], max_bytes: int) -> HTTPResponse:
@@ -192,17 +192,10 @@ class AiohttpTransport:
 
         return await self._exchange(request, timeout, read)
 
-    async def _whole(self, resp: aiohttp.ClientResponse) -> HTTPResponse:
-        length = resp.content_length
-        if length is not None and length <= self._max_body and not _encoded(resp):
-            body = await resp.read()  # the common case, without another coroutine
-        else:
-            body = await self._read_body(resp)
-        return HTTPResponse(resp.status, resp.headers, body)
-
     async def _exchange(self, request: HTTPRequest, timeout: float,
-                        read: Callable[[aiohttp.ClientResponse], Awaitable[HTTPResponse]],
+                        read: Callable[[aiohttp.ClientResponse], Awaitable[HTTPResponse]] | None,
                         ) -> HTTPResponse:
+        """Send `request`; read the answer with `read` (None: the whole body, capped)."""
         http = self._http()
         error: Exception
         answered = False
@@ -216,7 +209,14 @@ class AiohttpTransport:
                 timeout=self._timeout(timeout),
             ) as resp:
                 answered = True
-                return await read(resp)
+                if read is not None:
+                    return await read(resp)
+                length = resp.content_length
+                if length is not None and length <= self._max_body and not _encoded(resp):
+                    body = await resp.read()  # the common case, without another coroutine
+                else:
+                    body = await self._read_body(resp)
+                return HTTPResponse(resp.status, resp.headers, body)
         except aiohttp.ClientConnectorError as exc:
             reason = getattr(exc, "os_error", None) or exc  # not on every aiohttp version
             error = APIConnectionError(

@@ -41,7 +41,7 @@ from ._protocol import Request, decode_error, decode_json, encode_url, parse_ret
 from ._ratelimit import RateLimiter
 from ._redact import Redactor
 from ._tracing import Tracer
-from ._transport import HTTPRequest, HTTPResponse, Transport
+from ._transport import HTTPRequest, Transport, send_streaming, whole_body
 
 __all__ = ["Engine", "LookUp", "Reply"]
 
@@ -123,7 +123,6 @@ class Engine:
         self.codec = codec or _json.default()
         self._loads = self.codec.loads
         self._dumps = self.codec.dumps
-        self._attempt = self._send_once if tracer is None else self._traced_attempt
         #: Whether the transport takes an upload's body as re-iterable async chunks (the
         #: default one does); any other gets bytes, as `HTTPRequest.body` promises.
         self._streams_bodies = getattr(transport, "streams_request_bodies", False) is True
@@ -252,10 +251,15 @@ class Engine:
 
     # -- one attempt ------------------------------------------------------------------------
 
-    async def _traced_attempt(self, req: Request, attempt: int, deadline: float, root: bool,
-                              sink: Sink | None = None) -> Reply:
-        assert self.tracer is not None
-        tracer = self.tracer
+    def _attempt(self, req: Request, attempt: int, deadline: float, root: bool,
+                 sink: Sink | None) -> Awaitable[Reply]:
+        tracer = self.tracer  # off, or no provider configured yet: the untraced path
+        if tracer is None or tracer.idle():
+            return self._send_once(req, attempt, deadline, root, sink)
+        return self._traced_attempt(tracer, req, attempt, deadline, root, sink)
+
+    async def _traced_attempt(self, tracer: Tracer, req: Request, attempt: int, deadline: float,
+                              root: bool, sink: Sink | None) -> Reply:
         http = self._http_request(req, root)
         span = tracer.client_span(req.method, http.url, attempt)
         try:
@@ -289,13 +293,14 @@ class Engine:
         if http is None:
             http = self._http_request(req, root)
         if req.body is not None and not self._streams_bodies and type(http.body) is not bytes:
-            http = http._replace(body=b"".join([bytes(c) async for c in http.body]))
+            http = http._replace(body=await whole_body(http.body))
         failure: DevinError | None = None
         try:
             if sink is None:
                 status, headers, body = await self.transport.send(http, timeout=timeout)
             else:
-                status, headers, body = await self._stream(http, timeout, sink)
+                status, headers, body = await send_streaming(
+                    self.transport, http, timeout=timeout, write=sink.write, limit=sink.limit)
         except APIConnectionError as exc:
             failure = self._connection_error(redactor, exc, req.method, path, type(exc), exc.sent)
         except TimeoutError as exc:
@@ -337,22 +342,6 @@ class Engine:
                              redact=redactor, loads=self._loads)
         self._throttled(limiter, error)
         raise error
-
-    async def _stream(self, http: HTTPRequest, timeout: float, sink: Sink) -> HTTPResponse:
-        stream = getattr(self.transport, "stream", None)
-        if stream is not None:
-            response: HTTPResponse = await stream(http, timeout=timeout, sink=sink.write,
-                                                  max_bytes=sink.limit)
-            return response
-        response = await self.transport.send(http, timeout=timeout)  # no streaming: whole body
-        if 200 <= response.status < 300:
-            if len(response.body) > sink.limit:
-                raise MalformedResponseError(
-                    f"the download exceeds its limit of {sink.limit} bytes",
-                    status=response.status)
-            await sink.write(response.body)
-            return HTTPResponse(response.status, response.headers, b"")
-        return response
 
     def _http_request(self, req: Request, root: bool) -> HTTPRequest:
         if req.url is not None:

@@ -35,6 +35,7 @@ from ._redact import Redactor
 
 __all__ = [
     "ARRAY_FORMAT",
+    "CI_HEADER_TYPES",
     "Kind",
     "Request",
     "check_id",
@@ -129,13 +130,14 @@ def encode_array(name: str, values: Sequence[str]) -> list[tuple[str, str]]:
     return [(name, v) for v in values]
 
 
-_CI_TYPES = (CIMultiDict, CIMultiDictProxy)
+#: Header mappings whose `get` and `in` are case-insensitive already (aiohttp's).
+CI_HEADER_TYPES = (CIMultiDict, CIMultiDictProxy)
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
     """Look a header up case-insensitively (aiohttp's CIMultiDict or a plain dict)."""
     value = headers.get(name)
-    if value is not None or type(headers) in _CI_TYPES:
+    if value is not None or type(headers) in CI_HEADER_TYPES:
         return value  # a multidict's get is case-insensitive already: no walk over the rest
     lower = name.lower()
     for key, val in headers.items():
@@ -150,6 +152,9 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     `Retry-After` may be seconds or an HTTP date; `now` is the wall-clock time for a date
     (default: time.time()). Unparsable or negative values give None; past dates give 0.
     """
+    if type(headers) in CI_HEADER_TYPES and ("retry-after" not in headers
+                                             and "retry-after-ms" not in headers):
+        return None  # the common case: no hint (a multidict's `in` ignores case)
     ms = header(headers, "retry-after-ms")
     if ms is not None:
         try:

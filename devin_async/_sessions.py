@@ -150,7 +150,9 @@ class Sessions(SessionActions, SessionActivity):
         Raises:
             MalformedResponseError: the server answered with another session.
         """
-        return (await self.fetch_session(check_id("session_id", session_id)))[0]
+        sid = check_id("session_id", session_id)
+        reply = await self.engine.request(Request("GET", f"/sessions/{sid}", Kind.READ))
+        return _session_in(reply, sid)
 
     async def fetch_session(self, session_id: str, *, deadline: float | None = None,
                             ) -> tuple[Session, Reply]:
@@ -161,11 +163,7 @@ class Sessions(SessionActions, SessionActivity):
         """
         reply = await self.engine.request(
             Request("GET", f"/sessions/{session_id}", Kind.READ), deadline=deadline)
-        session = parse_session(reply.data)
-        if session.session_id != session_id:
-            raise MalformedResponseError(
-                f"asked for session {session_id}, the server answered with {session.session_id}")
-        return session, reply
+        return _session_in(reply, session_id), reply
 
     def list(
         self,
@@ -353,3 +351,12 @@ class Sessions(SessionActions, SessionActivity):
 
 def _message_key(message: Message) -> str:
     return message.event_id
+
+
+def _session_in(reply: Reply, session_id: str) -> Session:
+    """Return the session a get answered with; another session's is malformed."""
+    session = parse_session(reply.data)
+    if session.session_id != session_id:
+        raise MalformedResponseError(
+            f"asked for session {session_id}, the server answered with {session.session_id}")
+    return session

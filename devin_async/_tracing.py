@@ -58,6 +58,10 @@ class Tracer:
         self._unset = False  # a global provider is set once per process, for good
         return False
 
+    def idle(self) -> bool:
+        """Tell whether spans would record nothing (no provider configured yet)."""
+        return self._unset and self._idling()
+
     def internal(self, name: str, attributes: Mapping[str, Any] | None = None) -> SpanScope:
         """Open an INTERNAL span (a parent of the requests made inside it)."""
         if self._unset and self._idling():

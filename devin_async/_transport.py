@@ -17,10 +17,12 @@ Rules of this file:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["HTTPRequest", "HTTPResponse", "Transport"]
+from ._errors import MalformedResponseError
+
+__all__ = ["HTTPRequest", "HTTPResponse", "Transport", "send_streaming", "whole_body"]
 
 
 class HTTPRequest(NamedTuple):
@@ -62,3 +64,30 @@ class Transport(Protocol):
     async def aclose(self) -> None:
         """Release connections (the client calls it once, from its own `aclose()`)."""
         ...
+
+
+async def send_streaming(transport: Transport, request: HTTPRequest, *, timeout: float,
+                         write: Callable[[bytes], Awaitable[None]], limit: int) -> HTTPResponse:
+    """Send `request`, feeding a 2xx body to `write` (at most `limit` bytes); body left empty.
+
+    Through the transport's own `stream()` when it has one (the aiohttp one), else from the
+    whole body `send()` returns.
+    """
+    stream = getattr(transport, "stream", None)
+    if stream is not None:
+        response: HTTPResponse = await stream(request, timeout=timeout, sink=write,
+                                              max_bytes=limit)
+        return response
+    response = await transport.send(request, timeout=timeout)
+    if 200 <= response.status < 300:
+        if len(response.body) > limit:
+            raise MalformedResponseError(f"the download exceeds its limit of {limit} bytes",
+                                         status=response.status)
+        await write(response.body)
+        return HTTPResponse(response.status, response.headers, b"")
+    return response
+
+
+async def whole_body(chunks: AsyncIterable[Any]) -> bytes:
+    """Join a streamed body into bytes (for a transport that does not stream uploads)."""
+    return b"".join([bytes(chunk) async for chunk in chunks])
