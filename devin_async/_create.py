@@ -12,7 +12,8 @@ index that lags writes by a second or more, so "not found" right after a lost an
 The look-up keeps looking for `RetryPolicy.settle` seconds before it concludes "not created".
 And after a create that was resent, once the index has settled, the SDK lists the token again;
 if two sessions carry it, it keeps the oldest and terminates the others. Every wait is bounded
-by the call's deadline.
+by the call's deadline; a deadline that cuts the settle window short means "not known", never
+"not created": the create is not resent (CreateUnconfirmedError).
 
 `idempotency_key`: the token is derived from the key (a stable hash), so the same key finds the
 same session across calls, processes and restarts; it is looked up before the first send, and
@@ -214,7 +215,18 @@ class Creator:
             now = engine.clock()
             left = engine.retry.settle - (now - start)
             wait = min(pause, left) if left > 0 else FIRST_LOOK_PAUSE
-            if (left <= 0 and failure is None) or now + wait >= deadline:
+            if left <= 0 and failure is None:
+                break  # the window said nothing: not created
+            if now + wait >= deadline:
+                if failure is None:  # cut short: "not created" is not known, so no resend
+                    raise CreateUnconfirmedError(
+                        f"the create may have happened: its answer was lost and the call's "
+                        f"deadline came before its client token {token} could be looked up "
+                        f"for the whole settle window; reconcile with "
+                        f"sessions.list(tags=[{tag!r}])",
+                        client_token=token, tag=tag, original=APITimeoutError(
+                            "the call's deadline passed while the token was looked up",
+                            method="POST", path="/sessions", sent=True))
                 break
             await engine.sleep(wait)
             pause *= 2

@@ -192,3 +192,23 @@ async def test_a_lost_create_not_found_within_settle_is_resent_once_then_dedupli
     assert session.session_id == first  # the oldest is kept
     assert org.render(second)["status"] == "exit"
     assert org.tokens.count(org.tokens[0]) == 2  # same token on both: it was one create
+
+
+async def test_a_lost_create_whose_settle_window_the_deadline_cuts_is_never_resent(
+    clock: FakeClock, org: StubOrg
+) -> None:
+    # deadline 2 s < settle 3 s, and the index lags more than the call lasts: the look-ups
+    # cannot conclude "not created", so a resend could be a duplicate nobody checks for.
+    org.index_lag = 10.0
+    org.fail(1, method="POST", after=True,
+             error=APIConnectionError("reset after sending", sent=True))  # made, answer lost
+    start = clock.now
+    retry = RetryPolicy(deadline=2.0, settle=3.0, jitter=False)
+    async with stub_client(clock, org, retry=retry) as client:
+        with pytest.raises(CreateUnconfirmedError) as info:
+            await client.sessions.create("make one")
+    assert len(org.creates) == 1  # never sent again
+    assert len(org.timelines) == 1  # one session exists, and the error says how to find it
+    assert org.tokens[0].endswith(info.value.client_token)
+    assert info.value.original.sent
+    assert clock.now - start <= 2.0
