@@ -44,6 +44,8 @@ from devin_async import (
 )
 from devin_async.testing import FakeDevinServer, MockTransport
 
+from .helpers import FakeClock
+
 KEY = "cog_audit_secret_key_0123456789abcdefWXYZ"
 JSON = {"content-type": "application/json"}
 SESSION = {"session_id": "devin-1", "status": "running", "status_detail": "working",
@@ -52,30 +54,15 @@ SESSION = {"session_id": "devin-1", "status": "running", "status_detail": "worki
            "pull_requests": []}
 
 
-class Clock:
-    """A fake monotonic clock whose sleep only moves time forward."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
-
-
 def answer(status: int, body: Any, headers: dict[str, str] | None = None) -> HTTPResponse:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return HTTPResponse(status, {**JSON, **(headers or {})}, raw)
 
 
-def mock_client(handler: Callable[[HTTPRequest], HTTPResponse], clock: Clock | None = None,
+def mock_client(handler: Callable[[HTTPRequest], HTTPResponse], clock: FakeClock | None = None,
                 **kw: Any) -> tuple[DevinClient, MockTransport]:
     transport = MockTransport(handler)
-    clock = clock or Clock()
+    clock = clock or FakeClock()
     client = DevinClient(api_key=KEY, org_id="org-a", transport=transport, clock=clock,
                          sleep=clock.sleep, **kw)
     return client, transport
@@ -352,7 +339,7 @@ async def test_key_never_in_errors_or_logs(echo: Callable[[str], tuple[bytes, di
 # -- server hints and deadlines ----------------------------------------------------------------
 
 async def test_long_retry_after_fails_at_once_with_hint() -> None:
-    clock = Clock()
+    clock = FakeClock()
     client, transport = mock_client(
         lambda r: answer(429, {"detail": "slow"}, {"Retry-After": "86400"}), clock)
     async with client:
@@ -363,7 +350,7 @@ async def test_long_retry_after_fails_at_once_with_hint() -> None:
 
 
 async def test_deadline_bounds_a_whole_call() -> None:
-    clock = Clock()
+    clock = FakeClock()
     client, _ = mock_client(lambda r: answer(503, {"detail": "down"}, {"Retry-After": "5"}),
                             clock, retry=RetryPolicy(max_attempts=100, deadline=12.0))
     start = clock.now
@@ -375,7 +362,7 @@ async def test_deadline_bounds_a_whole_call() -> None:
 
 async def test_retry_after_on_2xx_while_polling_is_capped() -> None:
     states = iter([("running", "working")] * 3 + [("running", "finished")])
-    clock = Clock()
+    clock = FakeClock()
 
     def handler(request: HTTPRequest) -> HTTPResponse:
         status, detail = next(states, ("running", "finished"))

@@ -36,27 +36,17 @@ from devin_async import (
 )
 from devin_async.testing import ALL_PERMISSIONS, FakeDevinServer, MockTransport, Permission
 
+from .helpers import FakeClock
+
 FAST = PollPolicy(initial=0.005, max=0.01, jitter=0.0)
 SECRET = "hunter2-SECRET-value-xyz"
 JSON = {"content-type": "application/json"}
 SPEC = Path(__file__).parent / "data" / "devin-v3beta1-sessions.openapi.yaml"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now, self.sleeps = 10.0, list[float]()
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
-
-
-def mock(handler: Callable[[HTTPRequest], HTTPResponse], clock: Clock | None = None,
+def mock(handler: Callable[[HTTPRequest], HTTPResponse], clock: FakeClock | None = None,
          **kw: Any) -> DevinClient:
-    clock = clock or Clock()
+    clock = clock or FakeClock()
     return DevinClient(api_key="cog_audit_key_0123456789ABCD", org_id="org-a", clock=clock,
                        sleep=clock.sleep, transport=MockTransport(handler), **kw)
 
@@ -195,7 +185,7 @@ async def test_auth_errors_end_polling(status: int, cls: type) -> None:
 
 
 async def test_retry_after_on_every_poll_response_is_honoured() -> None:
-    clock = Clock()
+    clock = FakeClock()
     count = [0]
 
     def handler(request: HTTPRequest) -> HTTPResponse:
