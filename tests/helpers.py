@@ -16,18 +16,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import json
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from devin_async import APITimeoutError, DevinClient, PollPolicy
 from devin_async._models import TOKEN_TAG_PREFIX
 from devin_async._transport import HTTPRequest, HTTPResponse
 from devin_async.testing import FakeDevinServer, MockTransport
+
+if TYPE_CHECKING:
+    import pytest
 
 T = TypeVar("T")
 BASE = "https://api.devin.ai/v3beta1/organizations/org-test"
@@ -389,3 +393,21 @@ class ThreadedServer:
         """Client tokens on the server's sessions (a repeat is a duplicate create)."""
         return self.call(lambda: [t for s in self.server.sessions.values() for t in s["tags"]
                                   if t.startswith(TOKEN_TAG_PREFIX)])
+
+
+# -- the CLI's fake server ---------------------------------------------------------------------
+
+@contextlib.asynccontextmanager
+async def cli_fake(monkeypatch: pytest.MonkeyPatch, *, seed: int,
+                   clock: Callable[[], float] | None = None) -> AsyncIterator[FakeDevinServer]:
+    """Run a FakeDevinServer (time scale 20) that the CLI finds through its environment."""
+    async with FakeDevinServer(time_scale=20.0, seed=seed, clock=clock) as fake:
+        monkeypatch.setenv("DEVIN_API_KEY", fake.api_key)
+        monkeypatch.setenv("DEVIN_ORG_ID", fake.org_id)
+        monkeypatch.setenv("DEVIN_BASE_URL", fake.url)
+        yield fake
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """Parse the CLI's `--json` output: one object per non-empty line."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -22,7 +22,7 @@ from devin_async._cli import _commands, amain, build_parser, main
 from devin_async._cli._display import Output
 from devin_async.testing import FakeDevinServer
 
-from .helpers import FakeClock
+from .helpers import FakeClock, cli_fake, json_lines
 
 FAST = ["--poll-interval", "0.05"]
 WORKING_FOREVER = [("running", "working", 0.0)]
@@ -34,15 +34,8 @@ FAILS = [("running", "working", 0.0), ("error", "error", 6.0)]
 async def server(monkeypatch: pytest.MonkeyPatch,
                  cli_clock: FakeClock) -> AsyncIterator[FakeDevinServer]:
     # The server and the CLI's clients share a FakeClock: a poll's sleep moves the session on.
-    async with FakeDevinServer(time_scale=20.0, seed=1, clock=cli_clock) as fake:
-        monkeypatch.setenv("DEVIN_API_KEY", fake.api_key)
-        monkeypatch.setenv("DEVIN_ORG_ID", fake.org_id)
-        monkeypatch.setenv("DEVIN_BASE_URL", fake.url)
+    async with cli_fake(monkeypatch, seed=1, clock=cli_clock) as fake:
         yield fake
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 async def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[Any], str]:

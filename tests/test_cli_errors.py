@@ -14,7 +14,7 @@ from devin_async._cli._display import session_dict
 from devin_async._cli._text import plural
 from devin_async.testing import FakeDevinServer
 
-from .helpers import FakeClock
+from .helpers import FakeClock, cli_fake
 
 FAST = ["--poll-interval", "0.05"]
 
@@ -23,10 +23,7 @@ FAST = ["--poll-interval", "0.05"]
 async def server(monkeypatch: pytest.MonkeyPatch,
                  cli_clock: FakeClock) -> AsyncIterator[FakeDevinServer]:
     # The server and the CLI's clients share a FakeClock: a poll's sleep moves the session on.
-    async with FakeDevinServer(time_scale=20.0, seed=4, clock=cli_clock) as fake:
-        monkeypatch.setenv("DEVIN_API_KEY", fake.api_key)
-        monkeypatch.setenv("DEVIN_ORG_ID", fake.org_id)
-        monkeypatch.setenv("DEVIN_BASE_URL", fake.url)
+    async with cli_fake(monkeypatch, seed=4, clock=cli_clock) as fake:
         yield fake
 
 

@@ -30,7 +30,7 @@ from rich.console import Console
 from devin_async._cli import amain, main
 from devin_async.testing import FakeDevinServer
 
-from .helpers import FakeClock
+from .helpers import FakeClock, cli_fake
 
 FAST = ["--poll-interval", "0.05"]
 WORKING_FOREVER = [("running", "working", 0.0)]
@@ -79,10 +79,7 @@ async def server(monkeypatch: pytest.MonkeyPatch,
                  cli_clock: FakeClock) -> AsyncIterator[FakeDevinServer]:
     # The server and the CLI's clients share a FakeClock: a poll's sleep moves the session on.
     monkeypatch.delenv("NO_COLOR", raising=False)
-    async with FakeDevinServer(time_scale=20.0, seed=1, clock=cli_clock) as fake:
-        monkeypatch.setenv("DEVIN_API_KEY", fake.api_key)
-        monkeypatch.setenv("DEVIN_ORG_ID", fake.org_id)
-        monkeypatch.setenv("DEVIN_BASE_URL", fake.url)
+    async with cli_fake(monkeypatch, seed=1, clock=cli_clock) as fake:
         yield fake
 
 

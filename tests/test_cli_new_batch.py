@@ -13,6 +13,8 @@ from devin_async import RetryPolicy
 from devin_async._cli import _commands, amain
 from devin_async.testing import FakeDevinServer
 
+from .helpers import cli_fake
+
 #: The fake's list index does not lag, so a batch's final duplicate check need not wait the
 #: default 3 s `settle` (real time) after its last create: the CLI's client gets a short one.
 QUICK_SETTLE = RetryPolicy(settle=0.05)
@@ -23,10 +25,7 @@ async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDevinServ
     make_client = _commands.make_client
     monkeypatch.setattr(_commands, "make_client",
                         lambda args, **kw: make_client(args, **{"retry": QUICK_SETTLE, **kw}))
-    async with FakeDevinServer(time_scale=20.0, seed=5) as fake:
-        monkeypatch.setenv("DEVIN_API_KEY", fake.api_key)
-        monkeypatch.setenv("DEVIN_ORG_ID", fake.org_id)
-        monkeypatch.setenv("DEVIN_BASE_URL", fake.url)
+    async with cli_fake(monkeypatch, seed=5) as fake:
         yield fake
 
 

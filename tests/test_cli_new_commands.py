@@ -17,7 +17,7 @@ from rich.console import Console
 from devin_async._cli import amain
 from devin_async.testing import FakeDevinServer
 
-from .helpers import FakeClock
+from .helpers import FakeClock, cli_fake, json_lines
 from .test_cli_live import screen
 
 FAST = ["--poll-interval", "0.05"]
@@ -35,16 +35,9 @@ OUTPUT = {"answer": 42, "why": "ünïcode kept"}
 async def server(monkeypatch: pytest.MonkeyPatch,
                  cli_clock: FakeClock) -> AsyncIterator[FakeDevinServer]:
     # The server and the CLI's clients share a FakeClock: a poll's sleep moves the session on.
-    async with FakeDevinServer(time_scale=20.0, seed=7, clock=cli_clock) as fake:
-        monkeypatch.setenv("DEVIN_API_KEY", fake.api_key)
-        monkeypatch.setenv("DEVIN_ORG_ID", fake.org_id)
-        monkeypatch.setenv("DEVIN_BASE_URL", fake.url)
+    async with cli_fake(monkeypatch, seed=7, clock=cli_clock) as fake:
         monkeypatch.delenv("COLUMNS", raising=False)
         yield fake
-
-
-def json_lines(text: str) -> list[Any]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 async def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -20,7 +20,7 @@ from rich.console import Console
 from devin_async._cli import amain, main
 from devin_async.testing import FakeDevinServer
 
-from .helpers import FakeClock
+from .helpers import FakeClock, cli_fake, json_lines
 from .test_cli_live import screen, threaded_server
 
 FAST = ["--poll-interval", "0.05"]
@@ -36,15 +36,8 @@ async def server(monkeypatch: pytest.MonkeyPatch,
     # The server and the CLI's clients share a FakeClock: a poll's sleep moves the session on.
     monkeypatch.delenv("COLUMNS", raising=False)
     monkeypatch.delenv("NO_COLOR", raising=False)
-    async with FakeDevinServer(time_scale=20.0, seed=3, clock=cli_clock) as fake:
-        monkeypatch.setenv("DEVIN_API_KEY", fake.api_key)
-        monkeypatch.setenv("DEVIN_ORG_ID", fake.org_id)
-        monkeypatch.setenv("DEVIN_BASE_URL", fake.url)
+    async with cli_fake(monkeypatch, seed=3, clock=cli_clock) as fake:
         yield fake
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def finished_session(server: FakeDevinServer) -> str:

@@ -17,7 +17,7 @@ import pytest
 from devin_async._cli import amain
 from devin_async.testing import FakeDevinServer
 
-from .helpers import FakeClock
+from .helpers import FakeClock, cli_fake, json_lines
 
 FAST = ["--poll-interval", "0.05"]
 SETTLES = [("running", "working", 0.0), ("running", "finished", 4.0)]
@@ -27,15 +27,8 @@ SETTLES = [("running", "working", 0.0), ("running", "finished", 4.0)]
 async def server(monkeypatch: pytest.MonkeyPatch,
                  cli_clock: FakeClock) -> AsyncIterator[FakeDevinServer]:
     # The server and the CLI's clients share a FakeClock: a poll's sleep moves the session on.
-    async with FakeDevinServer(time_scale=20.0, seed=9, clock=cli_clock) as fake:
-        monkeypatch.setenv("DEVIN_API_KEY", fake.api_key)
-        monkeypatch.setenv("DEVIN_ORG_ID", fake.org_id)
-        monkeypatch.setenv("DEVIN_BASE_URL", fake.url)
+    async with cli_fake(monkeypatch, seed=9, clock=cli_clock) as fake:
         yield fake
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def changes(events: list[dict[str, Any]]) -> list[tuple[str, str, str | None]]:
