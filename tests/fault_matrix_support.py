@@ -13,6 +13,7 @@ import attrs
 
 from devin_async import (
     APIStatusError,
+    BatchResult,
     CreateUnconfirmedError,
     DevinClient,
     DevinError,
@@ -98,9 +99,7 @@ async def run(op: Op, client: DevinClient, sid: str) -> Session | list[Session] 
             return await client.sessions.create("matrix 0")
         if op == "poll":
             return [s async for s in client.sessions.poll(sid, timeout=3600)]
-        batch = client.sessions.create_many([{"prompt": f"matrix {i}"} for i in range(3)],
-                                            concurrency=1)
-        results = sorted([r async for r in batch], key=lambda r: r.index)
+        results = await batch_of_three(client)
         assert [r.index for r in results] == [0, 1, 2]
         assert all(r.ok for r in results[1:]), [r.error for r in results]
         first = results[0]
@@ -147,3 +146,10 @@ def check_error(error: DevinError, want: Outcome, server: FakeDevinServer) -> No
     if isinstance(error, CreateUnconfirmedError):
         assert TOKEN_TAG_PREFIX + error.client_token == error.tag
         assert token_counts(server)[error.tag] == 1  # the late session carries its token
+
+
+async def batch_of_three(client: DevinClient) -> list[BatchResult]:
+    """Run the matrix's create_many (three prompts, one at a time); its results by index."""
+    batch = client.sessions.create_many([{"prompt": f"matrix {i}"} for i in range(3)],
+                                        concurrency=1)
+    return sorted([r async for r in batch], key=lambda r: r.index)

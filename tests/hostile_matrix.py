@@ -22,11 +22,21 @@ from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 
-from devin_async import DevinClient, DevinError, PollPolicy, RetryPolicy, Session, Timeouts
+from devin_async import (
+    BatchResult,
+    DevinClient,
+    DevinError,
+    PollPolicy,
+    RetryPolicy,
+    Session,
+    Timeouts,
+    Watcher,
+)
 from devin_async._models import TOKEN_TAG_PREFIX
 from devin_async._transport import HTTPRequest, HTTPResponse
 from devin_async.testing import FakeDevinServer, MockTransport
 
+from .fault_matrix_support import batch_of_three
 from .helpers import FakeClock
 
 Op = Literal["get", "list", "create", "poll", "create_many", "watch"]
@@ -78,6 +88,8 @@ class Rig:
         self.events: list[Any] = []  # hook events (ResponseEvent, RetryEvent)
         self.enough = asyncio.Event()
         self.enough_after: tuple[Any, int] | None = None
+        self.batch: list[BatchResult] = []  # the last create_many's results, by index
+        self.watcher: Watcher | None = None  # the last watcher run
         self.transport = MockTransport(self._handle)
         self.client = DevinClient(
             self.server.api_key, org_id=self.server.org_id, base_url="https://fake.invalid",
@@ -124,10 +136,7 @@ async def run(op: Op, rig: Rig, *, watch_cycles: int = 40) -> Any:
                                                           timeout=600)]
         if op == "watch":
             return await watch(rig, watch_cycles)
-        batch = client.sessions.create_many([{"prompt": f"matrix {i}"} for i in range(3)],
-                                            concurrency=1)
-        results = sorted([r async for r in batch], key=lambda r: r.index)
-        rig.batch = results  # type: ignore[attr-defined]
+        results = rig.batch = await batch_of_three(client)
         first = results[0]
         return first.error if first.error is not None else first.session
     except DevinError as exc:
@@ -138,7 +147,7 @@ async def watch(rig: Rig, cycles: int) -> list[Session]:
     """Watch the target until it ends, or stop the watcher after `cycles` cycles."""
     seen: list[Session] = []
     watcher = rig.client.watch([rig.sid], until=Session.is_terminal)
-    rig.watcher = watcher  # type: ignore[attr-defined]
+    rig.watcher = watcher
 
     async def consume() -> None:
         async with watcher:

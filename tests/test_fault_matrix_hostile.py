@@ -264,7 +264,8 @@ async def test_a_watcher_that_never_gets_an_answer_rides_it_out_boundedly() -> N
     async with rig.client:
         seen = await watch(rig, 20)
     assert seen == [] and getattr(rig, "stopped", False)
-    stats = rig.watcher.stats  # type: ignore[attr-defined]
+    assert rig.watcher is not None
+    stats = rig.watcher.stats
     assert stats.failed_cycles == stats.cycles > 20  # every cycle failed, none raised
     # Each cycle is one list with its retries (4 attempts at most): no spin.
     assert rig.counts["list"] <= 4 * stats.cycles
