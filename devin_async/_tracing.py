@@ -64,7 +64,7 @@ class Tracer:
 
     def internal(self, name: str, attributes: Mapping[str, Any] | None = None) -> SpanScope:
         """Open an INTERNAL span (a parent of the requests made inside it)."""
-        if self._unset and self._idling():
+        if self.idle():
             return contextlib.nullcontext(self._idle)
         scope: SpanScope = self._tracer.start_as_current_span(
             name, kind=self._trace.SpanKind.INTERNAL, attributes=dict(attributes or {}))
@@ -72,7 +72,7 @@ class Tracer:
 
     def client_span(self, method: str, url: str, attempt: int) -> Any:
         """Start (not enter) the CLIENT span of one attempt; end it with `finish`."""
-        if self._unset and self._idling():
+        if self.idle():
             return self._idle
         parts = urlsplit(url)
         external = not url.startswith(self._origin)

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from .._errors import APIConnectionError, APITimeoutError
-from .._transport import HTTPRequest, HTTPResponse
+from .._transport import HTTPRequest, HTTPResponse, whole_body
 from ._attachments import IN_PROCESS_BUCKET, AttachmentStore
 from ._dispatch import Dispatcher, Incoming
 
@@ -53,7 +53,7 @@ class InProcessTransport:
             return HTTPResponse(answer.status, dict(answer.headers), answer.body)
         body = request.body
         if body is not None and not isinstance(body, bytes | bytearray):
-            body = b"".join([bytes(chunk) async for chunk in body])  # a streamed upload
+            body = await whole_body(body)  # a streamed upload (sent here directly)
         dispatcher = self._dispatcher
         pending = dispatcher.begin(Incoming(
             method=request.method, path=path, query=query, headers=headers,

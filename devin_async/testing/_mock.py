@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 
-from .._transport import HTTPRequest, HTTPResponse
+from .._transport import HTTPRequest, HTTPResponse, whole_body
 
 __all__ = ["MockTransport"]
 
@@ -34,9 +34,8 @@ class MockTransport:
     async def send(self, request: HTTPRequest, *, timeout: float) -> HTTPResponse:
         """Record the request and return the handler's answer."""
         if request.body is not None and not isinstance(request.body, bytes):
-            # A streamed body (an upload) reaches the handler whole, as bytes.
-            chunks = [bytes(chunk) async for chunk in request.body]
-            request = request._replace(body=b"".join(chunks))
+            # A streamed body (sent here directly, not through a client) reaches it as bytes.
+            request = request._replace(body=await whole_body(request.body))
         self.requests.append(request)
         self.timeouts.append(timeout)
         answer = self.handler(request)
