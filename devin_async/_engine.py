@@ -32,6 +32,7 @@ from ._errors import (
     APIStatusError,
     APITimeoutError,
     ClientClosedError,
+    DeadlineBeforeSendError,
     DevinError,
     MalformedResponseError,
     RateLimitError,
@@ -231,6 +232,8 @@ class Engine:
                     continue  # not there yet: look again after the next backoff
             try:
                 return await self._attempt(req, attempt, deadline, root, sink)
+            except DeadlineBeforeSendError:
+                raise error from None  # no time left to resend: the last real failure stands
             except DevinError as exc:
                 error = exc
                 pending = False
@@ -288,8 +291,8 @@ class Engine:
         start = clock()
         timeout = min(self.timeouts.total, deadline - start)
         if timeout <= 0:
-            raise APITimeoutError(f"the call's deadline passed before {req.method} {path} was "
-                                  "sent", method=req.method, path=path, sent=False)
+            raise DeadlineBeforeSendError(f"the call's deadline passed before {req.method} {path} "
+                                          "was sent", method=req.method, path=path, sent=False)
         if http is None:
             http = self._http_request(req, root)
         if req.body is not None and not self._streams_bodies and type(http.body) is not bytes:

@@ -74,6 +74,14 @@ class APITimeoutError(APIConnectionError):
     """The request timed out (connect, read, or the per-attempt total)."""
 
 
+class DeadlineBeforeSendError(APITimeoutError):
+    """The call's deadline would pass before the request could be sent (nothing was sent).
+
+    Raised by the engine and the rate limiter, not by a server: on a retry, the engine raises
+    the failure that made it retry instead (the last thing the server said).
+    """
+
+
 class APIStatusError(DevinError):
     """The server answered with a non-2xx status."""
 

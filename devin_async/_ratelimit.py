@@ -40,7 +40,7 @@ import collections
 import math
 from collections.abc import Awaitable, Callable
 
-from ._errors import APITimeoutError
+from ._errors import APITimeoutError, DeadlineBeforeSendError
 
 __all__ = ["RateLimiter"]
 
@@ -195,7 +195,7 @@ class RateLimiter:
 
     def _check(self, deadline: float | None, wait: float, why: str) -> None:
         if deadline is not None and self._clock() + wait > deadline:
-            raise APITimeoutError(
+            raise DeadlineBeforeSendError(
                 f"the call's deadline would pass while {why} ({wait:.2f} s more); not sent",
                 sent=False,
             )

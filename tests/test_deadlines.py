@@ -9,6 +9,7 @@ sleeps (or a silent transport waits out its timeout), so "ends by t+4" is exact.
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import pytest
@@ -212,3 +213,18 @@ async def test_a_lost_create_whose_settle_window_the_deadline_cuts_is_never_rese
     assert org.tokens[0].endswith(info.value.client_token)
     assert info.value.original.sent
     assert clock.now - start <= 2.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 16, 19, 40, 104, 124])  # 16+: the limiter stops it
+async def test_a_resend_the_deadline_stops_in_the_limiter_raises_the_last_real_failure(
+    seed: int, clock: FakeClock, org: StubOrg
+) -> None:
+    # Endless 429s slow the send rate; the resend that would wait past the deadline in the
+    # limiter is never sent, and the caller hears the server's 429, not "not sent in time".
+    random.seed(seed)  # the backoff's jitter decides which of the two stops the call
+    org.add("devin-1")
+    org.fail(100_000, 429)
+    async with stub_client(clock, org, retry=RetryPolicy(max_attempts=1000, deadline=20.0)) as c:
+        with pytest.raises(RateLimitError) as info:
+            await c.sessions.get("devin-1")
+    assert info.value.status == 429
