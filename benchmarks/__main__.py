@@ -1,8 +1,8 @@
 """Run devin_async's benchmarks and print each figure beside its target.
 
     python -m benchmarks                  # every group (under 3 minutes on 2 cores)
-    python -m benchmarks --only http      # one group: import, decode, http, tracing, watch,
-                                          # fanout, resume
+    python -m benchmarks --only http      # one group: import, decode, http, instructions,
+                                          # tracing, watch, fanout, resume
     python -m benchmarks --only watch --only fanout   # --only repeats: several groups
     python -m benchmarks --quick          # fewer, shorter rounds (a smoke run)
     python -m benchmarks --fake-only --no-devinai --no-perf   # narrower HTTP group
@@ -13,6 +13,7 @@ Each group also runs alone, printing its own report:
     python -m benchmarks.bench_import     # import time
     python -m benchmarks.bench_decode     # decoding and memory
     python -m benchmarks.bench_http       # HTTP throughput
+    python -m benchmarks._instructions    # client instructions per request (perf or callgrind)
     python -m benchmarks.bench_tracing    # tracing off, on the API's no-op tracer, recording
     python -m benchmarks.bench_watch [--sizes 100,1000,10000] [--cycles 15]   # watch(), wait()
     python -m benchmarks.bench_fanout     # create_many under a rate limit and under faults
@@ -21,7 +22,8 @@ Each group also runs alone, printing its own report:
                                                # serves until stdin closes)
 
 The official SDK comparison needs the optional extra: `pip install -e '.[bench]'`; the
-instruction counts need `perf` (skipped without it).
+instruction counts need `perf` with hardware counters or `valgrind` (skipped without either;
+`--no-perf` skips them).
 Every figure is a ratio or a count measured in this run. HTTP figures come from servers in a
 separate process: the FakeDevinServer (the targets), then a minimal canned-answer server on which
 the client is the bottleneck. The watch and fan-out groups also run FakeDevinServers in child
@@ -43,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-GROUPS = ("import", "decode", "http", "tracing", "watch", "fanout", "resume")
+GROUPS = ("import", "decode", "http", "instructions", "tracing", "watch", "fanout", "resume")
 DEFAULT_GROUPS = GROUPS
 
 
@@ -120,8 +122,13 @@ def _http(args: argparse.Namespace) -> Measured:
 
     rounds = args.rounds or (2 if args.quick else 5)
     return bench_http.run(rounds=rounds, duration=0.3 if args.quick else 0.5,
-                          devinai=not args.no_devinai, minimal=not args.fake_only,
-                          count_instructions=not args.no_perf)
+                          devinai=not args.no_devinai, minimal=not args.fake_only)
+
+
+def _instructions(args: argparse.Namespace) -> Measured:
+    from . import _instructions as counted
+
+    return counted.run(devinai=not args.no_devinai)
 
 
 def _tracing(args: argparse.Namespace) -> Measured:
@@ -154,6 +161,7 @@ _GROUP_RUNNERS: dict[str, tuple[str, Callable[[argparse.Namespace], Measured]]] 
     "import": ("import times", _import),
     "decode": ("decoding and memory", _decode),
     "http": ("HTTP throughput", _http),
+    "instructions": ("client instructions per request", _instructions),
     "tracing": ("the cost of tracing, off and on", _tracing),
     "watch": ("watch and wait", _watch),
     "fanout": ("fan-out under a rate limit and under faults", _fanout),
@@ -173,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fake-only", action="store_true",
                         help="HTTP figures on the FakeDevinServer only (not the minimal server)")
     parser.add_argument("--no-perf", action="store_true",
-                        help="skip counting instructions per request with perf")
+                        help="skip the instructions group (unless named by --only)")
     parser.add_argument("--profile", metavar="CONTENDER",
                         help="profile one contender (sdk_get, raw_get, sdk_create, ...) and exit")
     parser.add_argument("--concurrency", type=int, default=1, help="with --profile")
@@ -187,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_http.profile(args.profile, args.concurrency, kind=args.server)
         return 0
 
-    groups = args.only or list(DEFAULT_GROUPS)
+    groups = args.only or [g for g in DEFAULT_GROUPS if g != "instructions" or not args.no_perf]
     figures: list[dict[str, Any]] = []
     raw: dict[str, Any] = {}
     info = machine()

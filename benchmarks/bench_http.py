@@ -14,21 +14,16 @@ what a plain install uses. Raw aiohttp uses the standard library's either way, a
 
 Each sample also records the client's and the server's CPU time per request: the throughput ratio
 tends to 1 when the server is the bottleneck, while client CPU per request still shows what the
-SDK itself costs. Where `perf` works, the client's user-space instructions per request are counted
-too (in child processes, by difference between a short and a long run, so start-up and imports
-cancel out): a count that other load on the machine does not disturb.
+SDK itself costs; the `instructions` group (`_instructions`) counts what the client executes per
+request, a figure that other load on the machine does not disturb.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import shutil
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -38,7 +33,7 @@ import aiohttp
 
 from devin_async import DevinClient, _json
 
-from ._server_proc import ROOT, ServerProcess
+from ._server_proc import ServerProcess
 
 Call = Callable[[int], Awaitable[Any]]
 Samples = dict[str, list[dict[str, float]]]
@@ -299,8 +294,7 @@ def _connection_figures(kind: str, samples: Samples) -> list[dict[str, Any]]:
 
 
 def run(*, rounds: int = 5, duration: float = 0.5, devinai: bool = True,
-        minimal: bool = True, count_instructions: bool = True,
-        sessions: int = 100) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        minimal: bool = True, sessions: int = 100) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run every HTTP scenario on each server; return (figures, raw samples)."""
     if devinai:
         try:
@@ -318,87 +312,10 @@ def run(*, rounds: int = 5, duration: float = 0.5, devinai: bool = True,
             got, raw[kind] = asyncio.run(_run(server, rounds=rounds, duration=duration,
                                               devinai=devinai, plans=plans))
             figures += got
-            if kind == kinds[-1] and count_instructions:
-                names = ["raw_get", "sdk_get", "raw_create", "sdk_create"]
-                if _json.codec() != "json":
-                    names += ["sdk_get_std", "sdk_create_std"]
-                names += ["devinai_get"] if devinai else []
-                counts = instructions(server, names)
-                raw["instructions"] = counts
-                figures += _instruction_figures(counts)
     if not devinai:
         figures.append({"figure": "devinai comparison skipped: pip install -e '.[bench]'",
                         "value": "-", "target": "-", "ok": None, "raw": None, "detail": ""})
     return figures, raw
-
-
-# -- instructions per request (perf) --------------------------------------------------------
-
-INSTR_SHORT, INSTR_LONG = 50, 350
-
-
-class _Info(ServerProcess):
-    """A running server's coordinates, handed to a child process (which starts no server)."""
-
-    def __init__(self, info: dict[str, Any]) -> None:
-        super().__init__(kind=info["kind"])
-        self.url, self.api_key, self.org_id = info["url"], info["api_key"], info["org_id"]
-        self.session_ids = info["session_ids"]
-
-
-async def _instr_loop(what: str, count: int, info: dict[str, Any]) -> None:
-    async with AsyncExitStack() as stack:
-        contenders = Contenders(_Info(info), stack)
-        await contenders.open(devinai=what.startswith("devinai"))
-        call = contenders.calls[what]
-        for i in range(count):
-            await call(i)
-
-
-def _perf_instructions(what: str, count: int, info: str) -> int:
-    out = subprocess.run(
-        ["perf", "stat", "-x", ",", "-e", "instructions:u", sys.executable, "-m",
-         "benchmarks.bench_http", "--instr-child", what, str(count)],
-        input=info, capture_output=True, text=True, check=True, timeout=120, cwd=ROOT)
-    for line in out.stderr.splitlines():
-        fields = line.split(",")
-        if len(fields) > 2 and fields[2].startswith("instructions") and fields[0].isdigit():
-            return int(fields[0])
-    raise RuntimeError(f"perf printed no instruction count: {out.stderr[-300:]}")
-
-
-def instructions(server: ServerProcess, names: list[str]) -> dict[str, float] | None:
-    """Count user-space instructions per request of each contender (None without perf)."""
-    if shutil.which("perf") is None:
-        return None
-    info = json.dumps({"kind": server.kind, "url": server.url, "api_key": server.api_key,
-                       "org_id": server.org_id, "session_ids": server.session_ids})
-    try:
-        _perf_instructions(names[0], 1, info)
-    except (subprocess.SubprocessError, RuntimeError):
-        return None  # perf is there but cannot count here (no PMU, perf_event_paranoid)
-    per: dict[str, float] = {}
-    for name in names:
-        short = _perf_instructions(name, INSTR_SHORT, info)
-        long = _perf_instructions(name, INSTR_LONG, info)
-        per[name] = (long - short) / (INSTR_LONG - INSTR_SHORT)
-    return per
-
-
-def _instruction_figures(counts: dict[str, float] | None) -> list[dict[str, Any]]:
-    if counts is None:
-        return [{"figure": "client instructions per request: perf unavailable", "value": "-",
-                 "target": "-", "ok": None, "raw": None, "detail": ""}]
-    out = []
-    for a, b in (("sdk_get", "raw_get"), ("sdk_get_std", "raw_get"), ("sdk_create", "raw_create"),
-                 ("sdk_create_std", "raw_create"), ("devinai_get", "sdk_get")):
-        if a in counts and b in counts:
-            out.append({
-                "figure": f"client instructions/request: {_label(a)} / {_label(b)}",
-                "value": f"{counts[a] / counts[b]:.2f}x", "target": "-", "ok": None,
-                "raw": counts[a] / counts[b],
-                "detail": f"{counts[a] / 1e3:.0f}k vs {counts[b] / 1e3:.0f}k instructions"})
-    return out
 
 
 # -- profiling --------------------------------------------------------------------------------
@@ -430,12 +347,7 @@ def profile(what: str = "sdk_get", concurrency: int = 1, seconds: float = 5.0,
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--instr-child", nargs=2, metavar=("CONTENDER", "COUNT"))
-    args = parser.parse_args()
-    if args.instr_child:
-        what, count = args.instr_child
-        asyncio.run(_instr_loop(what, int(count), json.loads(sys.stdin.read())))
-        return
+    parser.parse_args()
     from .__main__ import print_table
 
     print_table(run()[0])

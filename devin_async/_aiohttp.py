@@ -122,9 +122,12 @@ class AiohttpTransport:
         return timeout
 
     def _http(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if loop is self._loop and not self._fresh_until and session is not None:
+            return session  # the common case: the pool, in the loop it was made in, open
         if self._closed:
             raise ClientClosedError("this DevinClient is closed; create a new one")
-        loop = asyncio.get_running_loop()
         if self._loop is not None and self._loop is not loop and self._borrowed is None:
             raise EventLoopMismatchError(
                 "this DevinClient was first used in another event loop; a client (and its "
@@ -137,7 +140,7 @@ class AiohttpTransport:
                     connector=aiohttp.TCPConnector(force_close=True), raise_for_status=False
                 )
             return self._fresh_session
-        session = self._session
+        self._fresh_until = 0.0  # the fresh period is over: the pool again
         if session is None:
             connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit)
             session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
@@ -170,7 +173,31 @@ class AiohttpTransport:
 
     async def send(self, request: HTTPRequest, *, timeout: float) -> HTTPResponse:
         """Send one request; return the whole answer or raise APIConnectionError."""
-        return await self._exchange(request, timeout, None)
+        # The hot path of every call, so no helper coroutine: the exchange is written out here
+        # and `stream` has its own; both map failures with `_failure`.
+        http = self._http()
+        answered = False
+        try:
+            async with http.request(
+                request.method,
+                URL(request.url, encoded=True),
+                data=request.body,
+                headers=request.headers,
+                allow_redirects=False,
+                timeout=self._timeouts.get(timeout) or self._timeout(timeout),
+            ) as resp:
+                answered = True
+                length = resp.content_length
+                if length is not None and length <= self._max_body and not _encoded(resp):
+                    body = await resp.read()  # the common case, without another coroutine
+                else:
+                    body = await self._read_body(resp)
+                return HTTPResponse(resp.status, resp.headers, body)
+        except Exception as exc:
+            error = self._failure(exc, request, answered)
+        # Raised here, outside the handler, so it has no __context__: aiohttp's exception
+        # carries the request headers (the API key) in its request_info.
+        raise error
 
     async def stream(self, request: HTTPRequest, *, timeout: float,
                      sink: Callable[[bytes], Awaitable[None]], max_bytes: int) -> HTTPResponse:
@@ -178,26 +205,7 @@ class AiohttpTransport:
 
         The returned response's body is empty for a 2xx answer, the (capped) body otherwise.
         """
-        async def read(resp: aiohttp.ClientResponse) -> HTTPResponse:
-            if not 200 <= resp.status < 300:
-                return HTTPResponse(resp.status, resp.headers, await self._read_body(resp))
-            size = 0
-            async for chunk in resp.content.iter_chunked(64 * 1024):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise MalformedResponseError(
-                        f"the download exceeds its limit of {max_bytes} bytes", status=resp.status)
-                await sink(chunk)
-            return HTTPResponse(resp.status, resp.headers, b"")
-
-        return await self._exchange(request, timeout, read)
-
-    async def _exchange(self, request: HTTPRequest, timeout: float,
-                        read: Callable[[aiohttp.ClientResponse], Awaitable[HTTPResponse]] | None,
-                        ) -> HTTPResponse:
-        """Send `request`; read the answer with `read` (None: the whole body, capped)."""
         http = self._http()
-        error: Exception
         answered = False
         try:
             async with http.request(
@@ -209,55 +217,61 @@ class AiohttpTransport:
                 timeout=self._timeout(timeout),
             ) as resp:
                 answered = True
-                if read is not None:
-                    return await read(resp)
-                length = resp.content_length
-                if length is not None and length <= self._max_body and not _encoded(resp):
-                    body = await resp.read()  # the common case, without another coroutine
-                else:
-                    body = await self._read_body(resp)
-                return HTTPResponse(resp.status, resp.headers, body)
-        except aiohttp.ClientConnectorError as exc:
+                if not 200 <= resp.status < 300:
+                    return HTTPResponse(resp.status, resp.headers, await self._read_body(resp))
+                size = 0
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise MalformedResponseError(
+                            f"the download exceeds its limit of {max_bytes} bytes",
+                            status=resp.status)
+                    await sink(chunk)
+                return HTTPResponse(resp.status, resp.headers, b"")
+        except Exception as exc:
+            error = self._failure(exc, request, answered)
+        raise error  # outside the handler: see `send`
+
+    def _failure(self, exc: Exception, request: HTTPRequest, answered: bool) -> Exception:
+        """Return the error to raise for `exc` (`exc` itself when it is not aiohttp's)."""
+        if isinstance(exc, aiohttp.ClientConnectorError):
             reason = getattr(exc, "os_error", None) or exc  # not on every aiohttp version
-            error = APIConnectionError(
+            return APIConnectionError(
                 f"could not connect ({_where(request)}): {type(exc).__name__}: {reason}",
                 sent=False)
-        except _ConnectionTimeout:
-            error = APITimeoutError(f"timed out connecting ({_where(request)})", sent=False)
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        if isinstance(exc, _ConnectionTimeout):
+            return APITimeoutError(f"timed out connecting ({_where(request)})", sent=False)
+        if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
             # aiohttp before 3.10 has no ConnectionTimeoutError: its message says which it was.
             unsent = not answered and str(exc).startswith("Connection timeout")
-            error = APITimeoutError(
+            return APITimeoutError(
                 f"timed out connecting ({_where(request)})" if unsent else
                 f"timed out waiting for the answer to {_where(request)}", sent=not unsent)
-        except aiohttp.ClientError as exc:
+        if isinstance(exc, aiohttp.ClientError):
             if not answered and isinstance(
                 exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError
             ):
                 # Probably a pooled connection the server had already closed: what follows
                 # goes out on fresh connections for a while.
                 self._fresh_until = asyncio.get_running_loop().time() + FRESH_PERIOD
-            error = APIConnectionError(
+            return APIConnectionError(
                 f"the connection failed during {_where(request)}: {type(exc).__name__}: {exc}",
                 sent=True)
-        except (RuntimeError, AssertionError, AttributeError) as exc:
+        if isinstance(exc, RuntimeError | AssertionError | AttributeError):
             if self._closed:
                 # aiohttp before 3.12.6 fails a request in flight on a session closed under it
                 # with an error of its own, not a ClientError.
-                error = ClientClosedError("this DevinClient is closed; create a new one")
-            elif isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc):
-                error = EventLoopMismatchError(
+                return ClientClosedError("this DevinClient is closed; create a new one")
+            if isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc):
+                return EventLoopMismatchError(
                     "the event loop this DevinClient was first used in is closed; create a new "
                     "DevinClient in the running loop")
-            else:
-                raise
-        # Raised here, outside the handlers, so it has no __context__: aiohttp's exception
-        # carries the request headers (the API key) in its request_info.
-        raise error
+        return exc  # not a transport failure (our own MalformedResponseError among them)
 
     async def aclose(self) -> None:
         """Close the sessions this transport made (a borrowed one is left open)."""
         self._closed = True
+        self._loop = None  # off `_http`'s fast path: every later request is refused there
         for session in (self._fresh_session, self._session):
             if session is not None and session is not self._borrowed and not session.closed:
                 await session.close()

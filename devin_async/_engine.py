@@ -281,7 +281,9 @@ class Engine:
 
     async def _send_once(self, req: Request, attempt: int, deadline: float, root: bool,
                          sink: Sink | None = None, http: HTTPRequest | None = None) -> Reply:
-        await self.limiter.acquire(deadline)
+        limiter = self.limiter
+        if not limiter.try_acquire():
+            await limiter.acquire(deadline)
         hooks = self.hooks
         redactor = self.redactor if not req.secrets else self.redactor.with_secrets(req.secrets)
         path = req.path if root or req.url else self.org_path + req.path
@@ -289,8 +291,10 @@ class Engine:
             fire(hooks.on_request, RequestEvent(req.method, path, attempt))
         clock = self.clock
         start = clock()
-        timeout = min(self.timeouts.total, deadline - start)
-        if timeout <= 0:
+        timeout = deadline - start
+        if timeout > self.timeouts.total:
+            timeout = self.timeouts.total
+        elif timeout <= 0:
             raise DeadlineBeforeSendError(f"the call's deadline passed before {req.method} {path} "
                                           "was sent", method=req.method, path=path, sent=False)
         if http is None:
@@ -316,17 +320,15 @@ class Engine:
         if failure is not None:
             self._failed(req, path, attempt, clock() - start, failure)
             raise failure
-        elapsed = clock() - start
         body = redactor.raw(body)
         if hooks.on_response:
             rid = request_id(headers)
             fire(hooks.on_response, ResponseEvent(
-                req.method, path, attempt, status, elapsed,
+                req.method, path, attempt, status, clock() - start,
                 None if rid is None else redactor.text(rid)))
         if logger.isEnabledFor(10):
             logger.debug("%s %s -> %d in %.1f ms (attempt %d)",
-                         req.method, path, status, elapsed * 1e3, attempt)
-        limiter = self.limiter
+                         req.method, path, status, (clock() - start) * 1e3, attempt)
         if 200 <= status < 300 or (req.redirect and 300 <= status < 400):
             limiter.on_success()
             if status >= 300 or sink is not None or (status == 204 and not body):
@@ -339,7 +341,7 @@ class Engine:
                     redactor.text(str(exc)), status=status,
                     body=redactor.value(exc.body))
             else:
-                return Reply(data, status, headers, self.cap_hint(hint))
+                return Reply(data, status, headers, None if hint is None else self.cap_hint(hint))
             raise malformed
         error = decode_error(status, headers, body, method=req.method, path=path,
                              redact=redactor, loads=self._loads)
@@ -349,7 +351,9 @@ class Engine:
     def _http_request(self, req: Request, root: bool) -> HTTPRequest:
         if req.url is not None:
             return HTTPRequest(req.method, encode_url(req.url, req.params), self._anon_headers)
-        url = encode_url((self.base_url if root else self._prefix) + req.path, req.params)
+        url = (self.base_url if root else self._prefix) + req.path
+        if req.params:
+            url = encode_url(url, req.params)
         if req.json is not None:
             return HTTPRequest(req.method, url, self._json_headers, self._dumps(req.json))
         if req.body is not None:

@@ -306,19 +306,10 @@ def decode_error(
 
 
 _REASONS = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    408: "Request Timeout",
-    409: "Conflict",
-    413: "Payload Too Large",
-    422: "Unprocessable Entity",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large",
+    422: "Unprocessable Entity", 429: "Too Many Requests", 500: "Internal Server Error",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
 }
 
 
@@ -348,11 +339,12 @@ def _structure(what: str, data: Any, fn: Callable[..., T], *args: Any) -> T:
     except MalformedResponseError:
         raise
     except Exception as exc:  # cattrs and our hooks raise many kinds; all mean "bad shape"
-        raise MalformedResponseError(
-            f"the server's {what} does not have the documented shape: "
-            f"{type(exc).__name__}: {exc}",
-            body=data,
-        ) from None
+        raise _bad_shape(what, data, exc) from None
+
+
+def _bad_shape(what: str, data: Any, exc: Exception) -> MalformedResponseError:
+    return MalformedResponseError(f"the server's {what} does not have the documented shape: "
+                                  f"{type(exc).__name__}: {exc}", body=data)
 
 
 _SESSION_HOOK = CONVERTER_HOOKS[Session]
@@ -361,10 +353,14 @@ _SESSION_HOOK = CONVERTER_HOOKS[Session]
 def parse_session(data: Any) -> Session:
     """Structure a Session from decoded JSON."""
     if type(data) is not dict:
-        raise MalformedResponseError(
-            f"expected a session object, got {type(data).__name__}", body=data
-        )
-    session: Session = _structure("session", data, _SESSION_HOOK, data, Session)
+        raise MalformedResponseError(f"expected a session object, got {type(data).__name__}",
+                                     body=data)
+    try:  # `_structure` inline: a session is decoded per get, poll and list item
+        session: Session = _SESSION_HOOK(data, Session)
+    except MalformedResponseError:
+        raise
+    except Exception as exc:
+        raise _bad_shape("session", data, exc) from None
     return session
 
 

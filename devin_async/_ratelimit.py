@@ -165,6 +165,20 @@ class RateLimiter:
         """Return the tokens left in the retry budget (None: no budget)."""
         return None if self._capacity is None else self._tokens
 
+    def try_acquire(self) -> bool:
+        """Take the send slot at once if nothing stands in the way; False: `await acquire()`.
+
+        Nothing does while no rate is set, no pause is on and nobody is queued: the common
+        case, decided without a coroutine.
+        """
+        if self._limited or self._waiters:
+            return False
+        now = self._clock()
+        if self._pause_until > now:
+            return False
+        self._last_send = now
+        return True
+
     async def acquire(self, deadline: float | None = None) -> None:
         """Wait until a request may be sent: past any pause, then on the next paced slot.
 
