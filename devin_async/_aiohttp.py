@@ -42,6 +42,10 @@ _ConnectionTimeout: tuple[type[BaseException], ...] = tuple(
 )
 
 
+#: Builds a NamedTuple without its constructor, a Python function (half the instructions).
+_new = tuple.__new__
+
+
 def client_timeout(total: float, connect: float, read: float) -> aiohttp.ClientTimeout:
     """Return aiohttp's timeouts for one attempt of at most `total` seconds.
 
@@ -192,7 +196,7 @@ class AiohttpTransport:
                     body = await resp.read()  # the common case, without another coroutine
                 else:
                     body = await self._read_body(resp)
-                return HTTPResponse(resp.status, resp.headers, body)
+                return _new(HTTPResponse, (resp.status, resp.headers, body))  # see `_new`
         except Exception as exc:
             error = self._failure(exc, request, answered)
         # Raised here, outside the handler, so it has no __context__: aiohttp's exception

@@ -26,7 +26,8 @@ from ._aiohttp import DEFAULT_MAX_RESPONSE_BYTES
 from ._decisions import Kind
 from ._engine import Engine
 from ._errors import MalformedResponseError
-from ._protocol import Request, header
+from ._headers import header
+from ._protocol import Request
 
 __all__ = ["MAX_HOPS", "Attachments", "UploadedAttachment"]
 

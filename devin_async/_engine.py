@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, NamedTuple, Protocol
 
 from . import _json
 from ._config import RetryPolicy, Timeouts
@@ -37,10 +36,12 @@ from ._errors import (
     MalformedResponseError,
     RateLimitError,
 )
+from ._headers import parse_retry_after, request_id
 from ._instrument import Hooks, RequestEvent, ResponseEvent, RetryEvent, fire, logger
-from ._protocol import Request, decode_error, decode_json, encode_url, parse_retry_after, request_id
+from ._protocol import Request, decode_error, decode_json, encode_url
 from ._ratelimit import RateLimiter
 from ._redact import Redactor
+from ._reply import LookUp, Reply, Sink
 from ._tracing import Tracer
 from ._transport import HTTPRequest, Transport, send_streaming, whole_body
 
@@ -50,38 +51,9 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
-class Reply(NamedTuple):
-    """A decoded 2xx answer with its metadata (what gidgethub's `decipher_response` returns)."""
-
-    data: Any
-    status: int
-    headers: Mapping[str, str]
-    #: The server's wait hint on this answer, capped by `RetryPolicy.max_retry_after`.
-    retry_after: float | None
-
-    @property
-    def request_id(self) -> str | None:
-        """The server's request id header, if any."""
-        return request_id(self.headers)
-
-
-#: A create's look-up: given the call's deadline, the session's reply if one carries the token,
-#: else None. It raises CreateUnconfirmedError when it cannot tell.
-LookUp = Callable[[float], Awaitable["Reply | None"]]
-
 _LOOK_UPS = (Action.LOOK_UP, Action.LOOK_UP_ONLY)
-
-
-class Sink(Protocol):
-    """Where a streamed 2xx body goes (a download): chunks, a size cap, and a restart."""
-
-    limit: int
-
-    async def write(self, chunk: bytes) -> None:
-        """Take the next chunk."""
-
-    def reset(self) -> bool:
-        """Forget what was written, for a retry; False if that is impossible."""
+_new = tuple.__new__
+_UNDECODED = object()
 
 
 class Engine:
@@ -188,8 +160,11 @@ class Engine:
             raise ClientClosedError("this DevinClient is closed; create a new one")
         if deadline is None:
             deadline = self.clock() + self.retry.deadline
+        tracer = self.tracer  # `_attempt` written out: the first attempt is the hot path
         try:
-            return await self._attempt(req, 1, deadline, root, sink)
+            if tracer is None or tracer.idle():
+                return await self._send_once(req, 1, deadline, root, sink)
+            return await self._traced_attempt(tracer, req, 1, deadline, root, sink)
         except DevinError as exc:
             error: DevinError = exc
         return await self._retry(req, error, deadline, root, look_up, sink)
@@ -335,14 +310,14 @@ class Engine:
                 return Reply(None, status, headers, self.cap_hint(parse_retry_after(headers)))
             hint = parse_retry_after(headers) if headers else None
             try:
-                data = decode_json(status, body, self._loads)
-            except MalformedResponseError as exc:
-                malformed = MalformedResponseError(
-                    redactor.text(str(exc)), status=status,
-                    body=redactor.value(exc.body))
-            else:
-                return Reply(data, status, headers, None if hint is None else self.cap_hint(hint))
-            raise malformed
+                data = self._loads(body)
+            except Exception:
+                data = _UNDECODED
+            if data is _UNDECODED:  # raised out here: no exception chain holds the raw body
+                raise self._undecodable(status, body, redactor)
+            # tuple.__new__: a NamedTuple's own constructor is a Python function, twice the cost
+            return _new(Reply, (data, status, headers,
+                                None if hint is None else self.cap_hint(hint)))
         error = decode_error(status, headers, body, method=req.method, path=path,
                              redact=redactor, loads=self._loads)
         self._throttled(limiter, error)
@@ -360,7 +335,17 @@ class Engine:
             headers = {**self._headers, "Content-Type": req.content_type or
                        "application/octet-stream"}
             return HTTPRequest(req.method, url, headers, req.body)
-        return HTTPRequest(req.method, url, self._headers, None)
+        return _new(HTTPRequest, (req.method, url, self._headers, None))  # a read: the hot path
+
+    def _undecodable(self, status: int, body: bytes, redactor: Redactor) -> DevinError:
+        """The error for a 2xx body the decoder refused (decode_json says what is wrong)."""
+        try:
+            decode_json(status, body, self._loads)
+        except MalformedResponseError as exc:
+            return MalformedResponseError(redactor.text(str(exc)), status=status,
+                                          body=redactor.value(exc.body))
+        return MalformedResponseError(f"the server answered {status} with a body that could "
+                                      "not be decoded", status=status)
 
     def _throttled(self, limiter: RateLimiter, error: APIStatusError) -> None:
         hint = error.retry_after

@@ -12,14 +12,12 @@ Rules of this file:
 
 from __future__ import annotations
 
-import email.utils
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote, urlencode
-
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from . import _json
 from ._converter import CONVERTER, CONVERTER_HOOKS, split_token, structure_page
@@ -30,6 +28,7 @@ from ._errors import (
     UnprocessableEntityError,
     error_class_for,
 )
+from ._headers import CI_HEADER_TYPES, parse_retry_after, request_id
 from ._models import MAX_TAGS, Attachment, Message, Page, Session
 from ._redact import Redactor
 
@@ -91,12 +90,19 @@ def encode_url(base: str, params: tuple[tuple[str, str], ...]) -> str:
     return f"{base}?{urlencode(params, quote_via=quote, safe=',')}"
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_id(value: str) -> bool:
+    return _ID_RE.fullmatch(value) is not None
+
+
 def check_id(name: str, value: object) -> str:
     """Return `value` if it is a safe path segment, else raise ValueError naming `name`.
 
     Accepted: 1-200 ASCII letters, digits and `. _ : -`, not starting with a punctuation mark;
     so `/`, `?`, `#`, `%`, `..`, whitespace and look-alike Unicode never reach a URL.
     """
+    if type(value) is str and _is_id(value):
+        return value  # the common case: an id seen before, its verdict remembered
     if not isinstance(value, str):
         raise ValueError(f"{name} must be a string, got {type(value).__name__}")
     if not value:
@@ -128,73 +134,6 @@ def encode_array(name: str, values: Sequence[str]) -> list[tuple[str, str]]:
     if ARRAY_FORMAT == "comma":
         return [(name, ",".join(values))]
     return [(name, v) for v in values]
-
-
-#: Header mappings whose `get` and `in` are case-insensitive already (aiohttp's).
-CI_HEADER_TYPES = (CIMultiDict, CIMultiDictProxy)
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """Look a header up case-insensitively (aiohttp's CIMultiDict or a plain dict)."""
-    value = headers.get(name)
-    if value is not None or type(headers) in CI_HEADER_TYPES:
-        return value  # a multidict's get is case-insensitive already: no walk over the rest
-    lower = name.lower()
-    for key, val in headers.items():
-        if key.lower() == lower:
-            return val
-    return None
-
-
-def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Return the server's wait hint in seconds: `retry-after-ms`, else `Retry-After`.
-
-    `Retry-After` may be seconds or an HTTP date; `now` is the wall-clock time for a date
-    (default: time.time()). Unparsable or negative values give None; past dates give 0.
-    """
-    if type(headers) in CI_HEADER_TYPES and ("retry-after" not in headers
-                                             and "retry-after-ms" not in headers):
-        return None  # the common case: no hint (a multidict's `in` ignores case)
-    ms = header(headers, "retry-after-ms")
-    if ms is not None:
-        try:
-            value = float(ms)
-        except ValueError:
-            value = -1.0
-        if value >= 0 and value == value and value != float("inf"):
-            return value / 1000.0
-    raw = header(headers, "retry-after")
-    if raw is None:
-        return None
-    raw = raw.strip()
-    try:
-        seconds = float(raw)
-    except ValueError:
-        pass
-    else:
-        if seconds >= 0 and seconds == seconds and seconds != float("inf"):
-            return seconds
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None or when.tzinfo is None:
-        return None
-    if now is None:
-        import time
-
-        now = time.time()
-    return max(0.0, when.timestamp() - now)
-
-
-def request_id(headers: Mapping[str, str]) -> str | None:
-    """Return the server's request id header, if any."""
-    for name in ("x-request-id", "request-id", "x-amzn-requestid", "cf-ray"):
-        value = header(headers, name)
-        if value:
-            return value
-    return None
 
 
 def _text_of(body: bytes) -> str:
@@ -350,8 +289,8 @@ def _bad_shape(what: str, data: Any, exc: Exception) -> MalformedResponseError:
 _SESSION_HOOK = CONVERTER_HOOKS[Session]
 
 
-def parse_session(data: Any) -> Session:
-    """Structure a Session from decoded JSON."""
+def parse_session(data: Any, session_id: str | None = None) -> Session:
+    """Structure a Session from decoded JSON; with `session_id`, it must be that session's."""
     if type(data) is not dict:
         raise MalformedResponseError(f"expected a session object, got {type(data).__name__}",
                                      body=data)
@@ -361,6 +300,9 @@ def parse_session(data: Any) -> Session:
         raise
     except Exception as exc:
         raise _bad_shape("session", data, exc) from None
+    if session_id is not None and session.session_id != session_id:
+        raise MalformedResponseError(
+            f"asked for session {session_id}, the server answered with {session.session_id}")
     return session
 
 

@@ -17,7 +17,6 @@ from ._config import PollPolicy
 from ._create import Creator
 from ._decisions import Kind
 from ._engine import Engine, Reply
-from ._errors import MalformedResponseError
 from ._filters import empty_page, page_size_of, schema_of, session_filters, session_page
 from ._follow import Follower
 from ._models import (
@@ -152,7 +151,7 @@ class Sessions(SessionActions, SessionActivity):
         """
         sid = check_id("session_id", session_id)
         reply = await self.engine.request(Request("GET", f"/sessions/{sid}", Kind.READ))
-        return _session_in(reply, sid)
+        return parse_session(reply.data, sid)
 
     async def fetch_session(self, session_id: str, *, deadline: float | None = None,
                             ) -> tuple[Session, Reply]:
@@ -163,7 +162,7 @@ class Sessions(SessionActions, SessionActivity):
         """
         reply = await self.engine.request(
             Request("GET", f"/sessions/{session_id}", Kind.READ), deadline=deadline)
-        return _session_in(reply, session_id), reply
+        return parse_session(reply.data, session_id), reply
 
     def list(
         self,
@@ -352,11 +351,3 @@ class Sessions(SessionActions, SessionActivity):
 def _message_key(message: Message) -> str:
     return message.event_id
 
-
-def _session_in(reply: Reply, session_id: str) -> Session:
-    """Return the session a get answered with; another session's is malformed."""
-    session = parse_session(reply.data)
-    if session.session_id != session_id:
-        raise MalformedResponseError(
-            f"asked for session {session_id}, the server answered with {session.session_id}")
-    return session

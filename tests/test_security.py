@@ -953,3 +953,21 @@ def test_the_leak_check_catches_a_leak() -> None:
     with pytest.raises(AssertionError):
         assert_clean({"key": "…SECRETdistinctKEY…"})
     assert_clean("Bearer cog_…ZX81", "Bearer cog_…QQ42")
+
+
+@pytest.mark.parametrize("body", [
+    f"<html>proxy error for Bearer {KEY}</html>".encode(),
+    f'{{"echo": "{KEY}", '.encode(),  # truncated JSON
+    b"\xef\xbb\xbf" + f"oops {KEY}".encode(),  # a BOM, then not JSON
+])
+async def test_a_2xx_body_that_is_not_json_echoing_the_key_leaks_it_nowhere(body: bytes) -> None:
+    from devin_async.testing import MockTransport
+
+    transport = MockTransport(lambda request: HTTPResponse(200, {}, body))
+    async with DevinClient(KEY, org_id="org-test", transport=transport, tracing=False,
+                           retry=QUICK_RETRY) as client:
+        with pytest.raises(MalformedResponseError) as info:
+            await client.sessions.get("devin-1")
+    assert "not JSON" in str(info.value) and info.value.status == 200
+    assert info.value.__context__ is None and info.value.__cause__ is None
+    assert_clean(*error_texts(info.value))
