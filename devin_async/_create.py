@@ -59,7 +59,8 @@ def token_for_key(key: str) -> str:
 
 
 def _secret_values(request: CreateSessionRequest) -> tuple[str, ...]:
-    return tuple(s.value for s in request.session_secrets or ())
+    secrets = request.session_secrets
+    return () if not secrets else tuple(s.value for s in secrets)
 
 
 def _oldest(sessions: list[Session]) -> Session:
