@@ -1,6 +1,6 @@
 """Run devin_async's benchmarks and print each figure beside its target.
 
-    python -m benchmarks                  # every group (under 3 minutes on 2 cores)
+    python -m benchmarks                  # every group (about 6 minutes on 2 cores)
     python -m benchmarks --only http      # one group: import, decode, http, instructions,
                                           # tracing, watch, fanout, resume
     python -m benchmarks --only watch --only fanout   # --only repeats: several groups

@@ -31,7 +31,7 @@ from typing import Any
 from ._server_proc import ROOT, ServerProcess
 
 #: Requests in the short and the long segment, by concurrency (callgrind; perf uses c=1 only).
-SEGMENTS = {1: (50, 350), 50: (100, 700)}
+SEGMENTS = {1: (50, 250), 50: (100, 500)}
 PERF_SHORT, PERF_LONG = 50, 350
 
 
