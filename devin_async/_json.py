@@ -24,6 +24,7 @@ The default codec is chosen once, the first time a client needs it: orjson when 
 from __future__ import annotations
 
 import json
+import json.scanner
 import math
 import os
 import warnings
@@ -50,9 +51,21 @@ _DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
+#: The C scanner that `decode` wraps (typeshed's stub wants a scanner, not the decoder it reads).
+_scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    _DECODER)  # type: ignore[arg-type]
+
+
 def _std_loads(data: bytes) -> Any:
     # json.loads(bytes) also sniffs UTF-16/32; a JSON API speaks UTF-8 (RFC 8259), BOM or not.
-    return _DECODER.decode(data.decode("utf-8-sig"))
+    text = data.decode("utf-8-sig")
+    try:  # the scanner straight away: `decode` adds two regex matches and two calls
+        value, end = _scan(text, 0)
+    except StopIteration:  # leading whitespace, or not JSON: `decode` tells which
+        end = -1
+    if end == len(text):
+        return value
+    return _DECODER.decode(text)  # whitespace around it, extra data, or the error to raise
 
 
 def _std_dumps(obj: Any) -> bytes:
