@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 import aiohttp
 from yarl import URL
@@ -179,17 +180,9 @@ class AiohttpTransport:
         """Send one request; return the whole answer or raise APIConnectionError."""
         # The hot path of every call, so no helper coroutine: the exchange is written out here
         # and `stream` has its own; both map failures with `_failure`.
-        http = self._http()
         answered = False
         try:
-            async with http.request(
-                request.method,
-                URL(request.url, encoded=True),
-                data=request.body,
-                headers=request.headers,
-                allow_redirects=False,
-                timeout=self._timeouts.get(timeout) or self._timeout(timeout),
-            ) as resp:
+            async with self._open(request, timeout) as resp:
                 answered = True
                 length = resp.content_length
                 if length is not None and length <= self._max_body and not _encoded(resp):
@@ -209,17 +202,9 @@ class AiohttpTransport:
 
         The returned response's body is empty for a 2xx answer, the (capped) body otherwise.
         """
-        http = self._http()
         answered = False
         try:
-            async with http.request(
-                request.method,
-                URL(request.url, encoded=True),
-                data=request.body,
-                headers=request.headers,
-                allow_redirects=False,
-                timeout=self._timeout(timeout),
-            ) as resp:
+            async with self._open(request, timeout) as resp:
                 answered = True
                 if not 200 <= resp.status < 300:
                     return HTTPResponse(resp.status, resp.headers, await self._read_body(resp))
@@ -235,6 +220,18 @@ class AiohttpTransport:
         except Exception as exc:
             error = self._failure(exc, request, answered)
         raise error  # outside the handler: see `send`
+
+    def _open(self, request: HTTPRequest, timeout: float,
+              ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """Start `request` on the pool (aiohttp's request context manager); never redirect."""
+        return self._http().request(
+            request.method,
+            URL(request.url, encoded=True),
+            data=request.body,
+            headers=request.headers,
+            allow_redirects=False,
+            timeout=self._timeouts.get(timeout) or self._timeout(timeout),
+        )
 
     def _failure(self, exc: Exception, request: HTTPRequest, answered: bool) -> Exception:
         """Return the error to raise for `exc` (`exc` itself when it is not aiohttp's)."""
