@@ -40,6 +40,20 @@ async def test_open_until_the_first_throttle() -> None:
     assert vt.now == 0
 
 
+async def test_try_acquire_takes_a_free_slot_and_declines_whatever_would_wait() -> None:
+    vt = FakeClock(100.0, instant=False)
+    limiter = limiter_on(vt)
+    assert all(limiter.try_acquire() for _ in range(100))  # open: no rate, no pause, no queue
+    succeed(limiter, vt, 50, 1.0)
+    limiter.on_throttle(0.5)
+    assert not limiter.try_acquire()  # paused
+    vt.now += 0.6
+    assert limiter.rate is not None and not limiter.try_acquire()  # paced: acquire() decides
+    await limiter.acquire()  # and it does, on the paced slot
+    limiter.pause(1.0)
+    assert not limiter.try_acquire()
+
+
 @pytest.mark.parametrize("hint", [0.25, 2.0, 30.0])
 async def test_hint_pauses_every_sender(hint: float) -> None:
     vt = FakeClock(100.0, instant=False)
