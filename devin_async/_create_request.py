@@ -316,10 +316,17 @@ class CreateSessionRequest:
         `tags`, when given, replaces the request's tags in the body (the request is unchanged).
         """
         body: dict[str, Any] = {}
-        for name, is_list in _BODY_LAYOUT:
-            value = getattr(self, name)
+        values: tuple[Any, ...] = (  # in `_BODY_FIELDS` order (checked where it is defined)
+            self.prompt, self.advanced_mode, self.bypass_approval, self.child_playbook_id,
+            self.create_as_user_id, self.knowledge_ids, self.max_acu_limit, self.playbook_id,
+            self.repos, self.secret_ids, self.session_links, self.tags, self.title,
+            self.attachment_urls, self.structured_output_schema, self.structured_output_required,
+            self.devin_mode)
+        i = 0  # a counter, not getattr, zip or enumerate: half the cost (a body per create)
+        for value in values:
             if value is not None:
-                body[name] = list(value) if is_list else value
+                body[_BODY_FIELDS[i]] = list(value) if _BODY_IS_LIST[i] else value
+            i += 1  # noqa: SIM113
         if tags is not None:
             body["tags"] = tags
         if self.session_secrets is not None:
@@ -366,4 +373,11 @@ _EXTRA_KEYS = ("extra_body", "extra")
 _NOT_IN_BODY = ("extra", "idempotency_key", "session_secrets")
 _BODY_FIELDS = tuple(f.name for f in attrs.fields(CreateSessionRequest)
                      if f.name not in _NOT_IN_BODY)
-_BODY_LAYOUT = tuple((name, name in _LIST_FIELDS) for name in _BODY_FIELDS)
+_BODY_IS_LIST = tuple(name in _LIST_FIELDS for name in _BODY_FIELDS)
+# `to_body` reads the fields in this order, by name; a new field fails here, not in a request.
+if _BODY_FIELDS != ("prompt", "advanced_mode", "bypass_approval", "child_playbook_id",
+                    "create_as_user_id", "knowledge_ids", "max_acu_limit", "playbook_id",
+                    "repos", "secret_ids", "session_links", "tags", "title", "attachment_urls",
+                    "structured_output_schema", "structured_output_required", "devin_mode"):
+    raise RuntimeError(f"CreateSessionRequest's body fields changed; update to_body: "
+                       f"{_BODY_FIELDS}")
