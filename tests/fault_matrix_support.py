@@ -88,15 +88,25 @@ def token_counts(server: FakeDevinServer) -> Counter[str]:
                    if t.startswith(TOKEN_TAG_PREFIX))
 
 
+#: The operations that are one SDK call each, run alike by both fault matrices.
+ONE_CALL = ("get", "list", "create")
+
+
+async def one_call(op: str, client: DevinClient, sid: str) -> Session | list[Session]:
+    """Run get, list (of `sid`) or create (prompt "matrix 0")."""
+    if op == "get":
+        return await client.sessions.get(sid)
+    if op == "list":
+        return await client.sessions.list(session_ids=[sid]).to_list()
+    assert op == "create", op
+    return await client.sessions.create("matrix 0")
+
+
 async def run(op: Op, client: DevinClient, sid: str) -> Session | list[Session] | DevinError:
     """Run one operation; return its result or the DevinError it raised."""
     try:
-        if op == "get":
-            return await client.sessions.get(sid)
-        if op == "list":
-            return await client.sessions.list(session_ids=[sid]).to_list()
-        if op == "create":
-            return await client.sessions.create("matrix 0")
+        if op in ONE_CALL:
+            return await one_call(op, client, sid)
         if op == "poll":
             return [s async for s in client.sessions.poll(sid, timeout=3600)]
         results = await batch_of_three(client)

@@ -36,7 +36,7 @@ from devin_async._models import TOKEN_TAG_PREFIX
 from devin_async._transport import HTTPRequest, HTTPResponse
 from devin_async.testing import FakeDevinServer, MockTransport
 
-from .fault_matrix_support import batch_of_three
+from .fault_matrix_support import ONE_CALL, batch_of_three, one_call
 from .helpers import FakeClock
 
 Op = Literal["get", "list", "create", "poll", "create_many", "watch"]
@@ -125,12 +125,8 @@ async def run(op: Op, rig: Rig, *, watch_cycles: int = 40) -> Any:
     """Run one operation; return its result (poll/watch: the states seen) or its DevinError."""
     client, sid = rig.client, rig.sid
     try:
-        if op == "get":
-            return await client.sessions.get(sid)
-        if op == "list":
-            return await client.sessions.list(session_ids=[sid]).to_list()
-        if op == "create":
-            return await client.sessions.create("matrix 0")
+        if op in ONE_CALL:
+            return await one_call(op, client, sid)
         if op == "poll":
             return [s async for s in client.sessions.poll(sid, until=Session.is_terminal,
                                                           timeout=600)]
