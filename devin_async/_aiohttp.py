@@ -230,7 +230,7 @@ class AiohttpTransport:
             data=request.body,
             headers=request.headers,
             allow_redirects=False,
-            timeout=self._timeouts.get(timeout) or self._timeout(timeout),
+            timeout=self._timeouts.get(timeout) or self._timeout(timeout),  # a hit: no call
         )
 
     def _failure(self, exc: Exception, request: HTTPRequest, answered: bool) -> Exception:

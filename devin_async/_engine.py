@@ -326,9 +326,7 @@ class Engine:
     def _http_request(self, req: Request, root: bool) -> HTTPRequest:
         if req.url is not None:
             return HTTPRequest(req.method, encode_url(req.url, req.params), self._anon_headers)
-        url = (self.base_url if root else self._prefix) + req.path
-        if req.params:
-            url = encode_url(url, req.params)
+        url = encode_url((self.base_url if root else self._prefix) + req.path, req.params)
         if req.json is not None:
             return HTTPRequest(req.method, url, self._json_headers, self._dumps(req.json))
         if req.body is not None:

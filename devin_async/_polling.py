@@ -218,16 +218,13 @@ class Poller:
                 if self._deadline is not None and engine.clock() >= self._deadline:
                     raise self._timed_out() from None
                 self._log.failure(exc)
-                self._interval = self._policy.next_interval(self._interval)
-                hint = engine.cap_hint(getattr(exc, "retry_after", None)) or 0.0
-                self._wait = max(jittered(self._policy, self._interval), hint)
+                self._back_off(engine.cap_hint(getattr(exc, "retry_after", None)) or 0.0)
                 continue
             self._log.success()
             last = self.last_session
             if last is not None and session.updated_at < last.updated_at:
                 # A stale replica's answer: a session never goes back in time.
-                self._interval = self._policy.next_interval(self._interval)
-                self._wait = max(jittered(self._policy, self._interval), reply.retry_after or 0.0)
+                self._back_off(reply.retry_after or 0.0)
                 continue
             self._log.session(session)
             self.last_session = session
@@ -241,6 +238,11 @@ class Poller:
             if changed:
                 self._reported = session.state
                 return session
+
+    def _back_off(self, hint: float) -> None:
+        """Poll less often: the next interval, and a wait of at least `hint` (capped already)."""
+        self._interval = self._policy.next_interval(self._interval)
+        self._wait = max(jittered(self._policy, self._interval), hint)
 
     def _call_deadline(self) -> float | None:
         """The deadline of one poll: the policy's, or sooner if the iteration ends first."""

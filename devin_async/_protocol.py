@@ -278,12 +278,8 @@ def _structure(what: str, data: Any, fn: Callable[..., T], *args: Any) -> T:
     except MalformedResponseError:
         raise
     except Exception as exc:  # cattrs and our hooks raise many kinds; all mean "bad shape"
-        raise _bad_shape(what, data, exc) from None
-
-
-def _bad_shape(what: str, data: Any, exc: Exception) -> MalformedResponseError:
-    return MalformedResponseError(f"the server's {what} does not have the documented shape: "
-                                  f"{type(exc).__name__}: {exc}", body=data)
+        raise MalformedResponseError(f"the server's {what} does not have the documented shape: "
+                                     f"{type(exc).__name__}: {exc}", body=data) from None
 
 
 _SESSION_HOOK = CONVERTER_HOOKS[Session]
@@ -294,12 +290,7 @@ def parse_session(data: Any, session_id: str | None = None) -> Session:
     if type(data) is not dict:
         raise MalformedResponseError(f"expected a session object, got {type(data).__name__}",
                                      body=data)
-    try:  # `_structure` inline: a session is decoded per get, poll and list item
-        session: Session = _SESSION_HOOK(data, Session)
-    except MalformedResponseError:
-        raise
-    except Exception as exc:
-        raise _bad_shape("session", data, exc) from None
+    session: Session = _structure("session", data, _SESSION_HOOK, data, Session)
     if session_id is not None and session.session_id != session_id:
         raise MalformedResponseError(
             f"asked for session {session_id}, the server answered with {session.session_id}")

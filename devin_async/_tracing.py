@@ -55,23 +55,23 @@ class Tracer:
         self._host = parts.hostname or ""
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
 
-    def _idling(self) -> bool:
-        """Tell whether the proxy still records nothing (called only while `_unset`)."""
-        trace = self._trace
-        now = time.monotonic()
-        if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-            self._recheck_at = now + RECHECK
-            return True
-        self._unset = False  # a global provider is set once per process, for good
-        return False
-
     def idle(self) -> bool:
         """Tell whether spans would record nothing (no provider configured yet).
 
         Asking the API costs more than the rest of a request's bookkeeping (it looks the
         provider up in the environment), so an "idle" answer is trusted for RECHECK seconds.
         """
-        return self._unset and (time.monotonic() < self._recheck_at or self._idling())
+        if not self._unset:
+            return False
+        now = time.monotonic()
+        if now < self._recheck_at:
+            return True
+        trace = self._trace
+        if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+            self._recheck_at = now + RECHECK
+            return True
+        self._unset = False  # a global provider is set once per process, for good
+        return False
 
     def internal(self, name: str, attributes: Mapping[str, Any] | None = None) -> SpanScope:
         """Open an INTERNAL span (a parent of the requests made inside it)."""
@@ -82,9 +82,10 @@ class Tracer:
         return scope
 
     def client_span(self, method: str, url: str, attempt: int) -> Any:
-        """Start (not enter) the CLIENT span of one attempt; end it with `finish`."""
-        if self.idle():
-            return self._idle
+        """Start (not enter) the CLIENT span of one attempt; end it with `finish`.
+
+        Called only when `idle()` said no (and once a provider is set, it stays set).
+        """
         parts = urlsplit(url)
         external = not url.startswith(self._origin)
         route = _ATTACHMENT_RE.sub("/attachments/{uuid}/{name}",
@@ -110,8 +111,6 @@ class Tracer:
 
     def finish(self, span: Any, status: int | None, error: BaseException | None) -> None:
         """End an attempt's span with its status code or error type."""
-        if span is self._idle:
-            return  # a non-recording span: nothing to set, nothing to end
         if status is not None:
             span.set_attribute("http.response.status_code", status)
         if error is not None or (status is not None and status >= 400):
